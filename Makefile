@@ -1,0 +1,119 @@
+# capsa top-level build.  Targets: all, check, install, bench, fuzz, clean.
+#   make                       build into build/
+#   make SAN=1                 ASan+UBSan build into build-san/
+#   make install PREFIX=/usr DESTDIR=/tmp/pkg
+#   make check [SAN=1]         install into a test prefix and run every test
+#   make bench                 hyperfine comparisons (see docs/performance.md)
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
+SYSCONFDIR ?= $(PREFIX)/etc
+DESTDIR    ?=
+VERSION    := 0.1.0
+
+CC      ?= cc
+SAN     ?=
+ifeq ($(SAN),1)
+BUILDDIR   ?= build-san
+OPTFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SANLDFLAGS := -fsanitize=address,undefined
+HARDEN     :=
+CHECK_PREFIX ?= /opt/capsa-check-san
+else
+BUILDDIR   ?= build
+OPTFLAGS   := -O2 -g
+SANLDFLAGS :=
+HARDEN     := -D_FORTIFY_SOURCE=3
+CHECK_PREFIX ?= /opt/capsa-check
+endif
+
+PKGS     := libcap libseccomp json-c fuse3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+WARN     := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wno-unused-parameter -Wvla
+CFLAGS   ?=
+CFLAGS   += -std=c17 $(OPTFLAGS) $(WARN) $(HARDEN) -fstack-protector-strong -fPIE \
+            -D_GNU_SOURCE -I$(BUILDDIR) -Isrc $(PKG_CFLAGS)
+LDFLAGS  ?=
+LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SANLDFLAGS)
+
+LIB_SRC     := $(wildcard src/lib/*.c) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
+CMD_SRC     := $(wildcard src/cmd/*.c)
+STARTER_SRC := $(wildcard src/starter/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ     := $(LIB_SRC:%.c=$(BUILDDIR)/%.o)
+CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
+STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
+
+LIBCAPSA := $(BUILDDIR)/libcapsa.a
+CAPSA    := $(BUILDDIR)/capsa
+STARTER  := $(BUILDDIR)/capsa-starter
+
+.PHONY: all install uninstall check unit bench fuzz clean FORCE
+
+all: $(CAPSA) $(STARTER) $(UNIT_BIN)
+
+# Paths compiled into the binaries live in one generated header, rewritten
+# only when they change so that a PREFIX change rebuilds what depends on it.
+$(BUILDDIR)/config.h: FORCE
+	@mkdir -p $(BUILDDIR)
+	@printf '#define CAPSA_VERSION "%s"\n#define CAPSA_SYSCONFDIR "%s/capsa"\n#define CAPSA_LIBEXECDIR "%s/capsa"\n#define CAPSA_BINDIR "%s"\n' \
+	    '$(VERSION)' '$(SYSCONFDIR)' '$(LIBEXECDIR)' '$(BINDIR)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BUILDDIR)/%.o: %.c $(BUILDDIR)/config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBCAPSA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CAPSA): $(CMD_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+
+$(STARTER): $(STARTER_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+
+$(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(STARTER_OBJ:.o=.d)
+
+# The starter is the only privileged program: setuid root, not readable
+# or writable by others.  capsa.conf and capability.json are kept when they
+# already exist (an administrator's edits survive a reinstall).
+install: $(CAPSA) $(STARTER)
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
+	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
+	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
+	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json || install -m 0644 etc/capability.json $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json
+	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter
+	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
+
+unit: $(UNIT_BIN)
+
+# The whole suite: unit tests, then end-to-end tests against binaries
+# installed (setuid) into CHECK_PREFIX.  Must run as root.
+check:
+	$(MAKE) all install PREFIX=$(CHECK_PREFIX) DESTDIR= BUILDDIR=$(BUILDDIR)/check SAN=$(SAN)
+	CAPSA_PREFIX=$(CHECK_PREFIX) CAPSA_BUILDDIR=$(BUILDDIR)/check CAPSA_SAN=$(SAN) bash tests/run.sh
+
+bench:
+	$(MAKE) all install PREFIX=$(CHECK_PREFIX) DESTDIR= BUILDDIR=$(BUILDDIR)/check
+	CAPSA_PREFIX=$(CHECK_PREFIX) bash bench/run.sh
+
+fuzz:
+	bash tests/fuzz/build.sh
+
+clean:
+	rm -rf build build-san build-fuzz

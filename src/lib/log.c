@@ -1,0 +1,71 @@
+#include "log.h"
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum capsa_log_level current_level = CAPSA_LOG_INFO;
+
+static const char *const prefixes[] = {
+    [CAPSA_LOG_FATAL] = "FATAL:   ",
+    [CAPSA_LOG_ERROR] = "ERROR:   ",
+    [CAPSA_LOG_WARNING] = "WARNING: ",
+    [CAPSA_LOG_INFO] = "INFO:    ",
+    [CAPSA_LOG_VERBOSE] = "VERBOSE: ",
+    [CAPSA_LOG_DEBUG] = "DEBUG:   ",
+};
+
+void
+capsa_log_set_level (enum capsa_log_level level)
+{
+    current_level = level;
+}
+
+enum capsa_log_level
+capsa_log_get_level (void)
+{
+    return current_level;
+}
+
+static void
+vlog (enum capsa_log_level level, const char *fmt, va_list ap)
+{
+    char buf[4096];
+    int n;
+
+    if (level > current_level && level > CAPSA_LOG_ERROR)
+        return;
+    /* One write per message so lines from several processes do not mix. */
+    n = snprintf (buf, sizeof (buf), "%s", prefixes[level]);
+    if (n < 0)
+        return;
+    vsnprintf (buf + n, sizeof (buf) - (size_t) n, fmt, ap);
+    n = (int) strlen (buf);
+    if (n > 0 && buf[n - 1] != '\n' && (size_t) n < sizeof (buf) - 1) {
+        buf[n++] = '\n';
+        buf[n] = '\0';
+    }
+    fputs (buf, stderr);
+    fflush (stderr);
+}
+
+void
+capsa_log (enum capsa_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vlog (level, fmt, ap);
+    va_end (ap);
+}
+
+noreturn void
+capsa_die (const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vlog (CAPSA_LOG_FATAL, fmt, ap);
+    va_end (ap);
+    exit (CAPSA_EXIT_FATAL);
+}

@@ -1,0 +1,242 @@
+#include "utils.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+
+static void
+oom (void)
+{
+    static const char msg[] = "FATAL:   out of memory\n";
+    (void) !write (STDERR_FILENO, msg, sizeof (msg) - 1);
+    abort ();
+}
+
+void *
+xmalloc (size_t n)
+{
+    void *p = malloc (n ? n : 1);
+    if (p == NULL)
+        oom ();
+    return p;
+}
+
+void *
+xcalloc (size_t n, size_t m)
+{
+    void *p = calloc (n ? n : 1, m ? m : 1);
+    if (p == NULL)
+        oom ();
+    return p;
+}
+
+void *
+xrealloc (void *p, size_t n)
+{
+    p = realloc (p, n ? n : 1);
+    if (p == NULL)
+        oom ();
+    return p;
+}
+
+char *
+xstrdup (const char *s)
+{
+    char *r = strdup (s);
+    if (r == NULL)
+        oom ();
+    return r;
+}
+
+char *
+xasprintf (const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int r;
+    va_start (ap, fmt);
+    r = vasprintf (&s, fmt, ap);
+    va_end (ap);
+    if (r < 0)
+        oom ();
+    return s;
+}
+
+ssize_t
+read_all (int fd, void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = read (fd, (char *) buf + done, len - done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        done += (size_t) r;
+    }
+    return (ssize_t) done;
+}
+
+ssize_t
+pread_all (int fd, void *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread (fd, (char *) buf + done, len - done, off + (off_t) done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        done += (size_t) r;
+    }
+    return (ssize_t) done;
+}
+
+ssize_t
+write_all (int fd, const void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = write (fd, (const char *) buf + done, len - done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        done += (size_t) r;
+    }
+    return (ssize_t) done;
+}
+
+int
+read_fd_all (int fd, size_t max, char **out, size_t *outlen, capsa_error_t *err)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc (cap + 1);
+
+    for (;;) {
+        ssize_t r;
+        if (len == cap) {
+            if (cap >= max) {
+                free (buf);
+                return capsa_error_make (err, EFBIG, "file larger than %zu bytes", max);
+            }
+            cap = cap * 2 > max ? max : cap * 2;
+            buf = xrealloc (buf, cap + 1);
+        }
+        r = read (fd, buf + len, cap - len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            free (buf);
+            return capsa_error_make (err, errno, "read");
+        }
+        if (r == 0)
+            break;
+        len += (size_t) r;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (outlen)
+        *outlen = len;
+    return 0;
+}
+
+int
+write_file (const char *path, const char *content, capsa_error_t *err)
+{
+    cleanup_close int fd = open (path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return capsa_error_make (err, errno, "open %s", path);
+    if (write_all (fd, content, strlen (content)) < 0)
+        return capsa_error_make (err, errno, "write %s", path);
+    return 0;
+}
+
+void
+strv_push_take (struct strv *s, char *str)
+{
+    if (s->n + 2 > s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->v = xrealloc (s->v, s->cap * sizeof (char *));
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+}
+
+void
+strv_push (struct strv *s, const char *str)
+{
+    strv_push_take (s, xstrdup (str));
+}
+
+void
+strv_free (struct strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free (s->v[i]);
+    free (s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+int
+parse_long (const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+    if (s == NULL || *s == '\0')
+        return -1;
+    errno = 0;
+    v = strtol (s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+char *
+trim (char *s)
+{
+    char *e;
+    while (isspace ((unsigned char) *s))
+        s++;
+    e = s + strlen (s);
+    while (e > s && isspace ((unsigned char) e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int
+split_list (const char *s, char sep, int (*cb) (const char *item, void *data, capsa_error_t *err),
+            void *data, capsa_error_t *err)
+{
+    cleanup_free char *copy = xstrdup (s);
+    char *p = copy;
+    for (;;) {
+        char *next = strchr (p, sep);
+        char *item;
+        if (next)
+            *next = '\0';
+        item = trim (p);
+        if (*item != '\0' && cb (item, data, err) < 0)
+            return -1;
+        if (next == NULL)
+            break;
+        p = next + 1;
+    }
+    return 0;
+}

@@ -1,0 +1,229 @@
+#include "conf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CONF_MAX_SIZE (1024 * 1024)
+
+void
+capsa_conf_init (struct capsa_conf *c)
+{
+    memset (c, 0, sizeof (*c));
+    c->allow_setuid = true;
+    c->allow_pid_ns = true;
+    c->allow_ipc_ns = true;
+    c->allow_uts_ns = true;
+    c->allow_net_ns = true;
+    c->allow_user_ns = true;
+    c->mount_proc = true;
+    c->mount_sys = true;
+    c->mount_dev = MOUNT_DEV_MINIMAL;
+    c->mount_home = true;
+    c->mount_tmp = true;
+    c->user_bind_control = true;
+    c->config_passwd = true;
+    c->config_group = true;
+    c->config_resolv_conf = true;
+    c->root_default_caps = ROOT_CAPS_FULL;
+    c->max_loop_devices = 256;
+    c->setuid_mount_squashfs = TRI_IFLIMITED;
+    c->setuid_mount_encrypted = TRI_IFLIMITED;
+}
+
+void
+capsa_conf_free (struct capsa_conf *c)
+{
+    strv_free (&c->bind_paths);
+}
+
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH };
+
+struct directive {
+    const char *key;
+    enum kind kind;
+    size_t off;
+};
+
+#define D(k, kind, field) { k, kind, offsetof (struct capsa_conf, field) }
+static const struct directive directives[] = {
+    D ("allow setuid", K_BOOL, allow_setuid),
+    D ("allow pid ns", K_BOOL, allow_pid_ns),
+    D ("allow ipc ns", K_BOOL, allow_ipc_ns),
+    D ("allow uts ns", K_BOOL, allow_uts_ns),
+    D ("allow net ns", K_BOOL, allow_net_ns),
+    D ("allow user ns", K_BOOL, allow_user_ns),
+    D ("mount proc", K_BOOL, mount_proc),
+    D ("mount sys", K_BOOL, mount_sys),
+    D ("mount dev", K_DEV, mount_dev),
+    D ("mount home", K_BOOL, mount_home),
+    D ("mount tmp", K_BOOL, mount_tmp),
+    D ("user bind control", K_BOOL, user_bind_control),
+    D ("config passwd", K_BOOL, config_passwd),
+    D ("config group", K_BOOL, config_group),
+    D ("config resolv_conf", K_BOOL, config_resolv_conf),
+    D ("root default capabilities", K_ROOTCAPS, root_default_caps),
+    D ("max loop devices", K_LONG, max_loop_devices),
+    D ("allow setuid-mount squashfs", K_TRI, setuid_mount_squashfs),
+    D ("allow setuid-mount encrypted", K_TRI, setuid_mount_encrypted),
+    D ("bind path", K_BINDPATH, bind_paths),
+};
+#undef D
+
+static const char *
+allowed_values (enum kind k)
+{
+    switch (k) {
+    case K_BOOL:
+        return "yes, no";
+    case K_ROOTCAPS:
+        return "full, file, no";
+    case K_TRI:
+        return "yes, no, iflimited";
+    case K_DEV:
+        return "yes, no, minimal";
+    case K_LONG:
+        return "an integer from 0 to 4096";
+    case K_BINDPATH:
+        return "an absolute path, optionally followed by :DESTINATION";
+    }
+    return "";
+}
+
+/* Returns 0 when VALUE is valid for K and stores it. */
+static int
+set_value (struct capsa_conf *c, const struct directive *d, const char *value)
+{
+    void *field = (char *) c + d->off;
+    long l;
+
+    switch (d->kind) {
+    case K_BOOL:
+        if (strcmp (value, "yes") == 0)
+            *(bool *) field = true;
+        else if (strcmp (value, "no") == 0)
+            *(bool *) field = false;
+        else
+            return -1;
+        return 0;
+    case K_ROOTCAPS:
+        if (strcmp (value, "full") == 0)
+            *(enum capsa_root_caps *) field = ROOT_CAPS_FULL;
+        else if (strcmp (value, "file") == 0)
+            *(enum capsa_root_caps *) field = ROOT_CAPS_FILE;
+        else if (strcmp (value, "no") == 0)
+            *(enum capsa_root_caps *) field = ROOT_CAPS_NO;
+        else
+            return -1;
+        return 0;
+    case K_TRI:
+        if (strcmp (value, "yes") == 0)
+            *(enum capsa_tristate *) field = TRI_YES;
+        else if (strcmp (value, "no") == 0)
+            *(enum capsa_tristate *) field = TRI_NO;
+        else if (strcmp (value, "iflimited") == 0)
+            *(enum capsa_tristate *) field = TRI_IFLIMITED;
+        else
+            return -1;
+        return 0;
+    case K_DEV:
+        if (strcmp (value, "yes") == 0)
+            *(enum capsa_mount_dev *) field = MOUNT_DEV_YES;
+        else if (strcmp (value, "no") == 0)
+            *(enum capsa_mount_dev *) field = MOUNT_DEV_NO;
+        else if (strcmp (value, "minimal") == 0)
+            *(enum capsa_mount_dev *) field = MOUNT_DEV_MINIMAL;
+        else
+            return -1;
+        return 0;
+    case K_LONG:
+        if (parse_long (value, 0, 4096, &l) < 0)
+            return -1;
+        *(long *) field = l;
+        return 0;
+    case K_BINDPATH:
+        if (value[0] != '/' || strstr (value, "/../") != NULL)
+            return -1;
+        strv_push ((struct strv *) field, value);
+        return 0;
+    }
+    return -1;
+}
+
+int
+capsa_conf_parse (struct capsa_conf *c, const char *name, const char *text, capsa_error_t *err)
+{
+    cleanup_free char *copy = xstrdup (text);
+    char *line = copy;
+    long lineno = 0;
+
+    while (line != NULL) {
+        char *next = strchr (line, '\n');
+        char *eq, *key, *value;
+        const struct directive *d = NULL;
+
+        if (next)
+            *next++ = '\0';
+        lineno++;
+        key = trim (line);
+        line = next;
+        if (*key == '\0' || *key == '#')
+            continue;
+        eq = strchr (key, '=');
+        if (eq == NULL)
+            return capsa_error_make (err, 0, "%s:%ld: expected 'key = value', got '%s'", name, lineno, key);
+        *eq = '\0';
+        value = trim (eq + 1);
+        key = trim (key);
+        for (size_t i = 0; i < ARRAY_SIZE (directives); i++)
+            if (strcmp (directives[i].key, key) == 0)
+                d = &directives[i];
+        if (d == NULL)
+            return capsa_error_make (err, 0, "%s:%ld: unknown directive '%s'", name, lineno, key);
+        if (set_value (c, d, value) < 0)
+            return capsa_error_make (err, 0, "%s:%ld: '%s' is not a valid value for '%s' (allowed: %s)", name,
+                                     lineno, value, key, allowed_values (d->kind));
+    }
+    return 0;
+}
+
+int
+capsa_open_trusted_file (const char *path, bool strict, capsa_error_t *err)
+{
+    struct stat st;
+    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return capsa_error_make (err, 0, "%s is a symbolic link; refusing to use it", path);
+        return capsa_error_make (err, errno, "cannot open %s", path);
+    }
+    if (fstat (fd, &st) < 0)
+        return capsa_error_make (err, errno, "cannot stat %s", path);
+    if (!S_ISREG (st.st_mode))
+        return capsa_error_make (err, 0, "%s is not a regular file; refusing to use it", path);
+    if (strict && st.st_uid != 0)
+        return capsa_error_make (err, 0, "%s is not owned by root; refusing to use it", path);
+    if (strict && (st.st_mode & (S_IWGRP | S_IWOTH)))
+        return capsa_error_make (err, 0, "%s is writable by group or others; refusing to use it", path);
+    return steal_fd (&fd);
+}
+
+int
+capsa_conf_load (struct capsa_conf *c, const char *path, bool strict, capsa_error_t *err)
+{
+    cleanup_free char *text = NULL;
+    cleanup_close int fd = capsa_open_trusted_file (path, strict, err);
+    const char *base;
+    size_t len;
+
+    if (fd < 0)
+        return -1;
+    if (read_fd_all (fd, CONF_MAX_SIZE, &text, &len, err) < 0)
+        return capsa_error_wrap (err, "%s", path);
+    if (strlen (text) != len)
+        return capsa_error_make (err, 0, "%s: contains a NUL byte", path);
+    base = strrchr (path, '/');
+    return capsa_conf_parse (c, base ? base + 1 : path, text, err);
+}

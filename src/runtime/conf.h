@@ -1,0 +1,56 @@
+/* capsa.conf: the administrator's configuration.
+ *
+ * Format: one "key = value" per line, '#' starts a comment line.  Keys are
+ * Apptainer's where the meaning is the same.  Every value is validated; a bad
+ * one is an error naming FILE:LINE, the value and the allowed values. */
+#ifndef CAPSA_CONF_H
+#define CAPSA_CONF_H
+
+#include <stdbool.h>
+
+#include "lib/error.h"
+#include "lib/utils.h"
+
+enum capsa_root_caps { ROOT_CAPS_FULL, ROOT_CAPS_FILE, ROOT_CAPS_NO };
+enum capsa_tristate { TRI_NO = 0, TRI_YES = 1, TRI_IFLIMITED = 2 };
+enum capsa_mount_dev { MOUNT_DEV_NO = 0, MOUNT_DEV_YES = 1, MOUNT_DEV_MINIMAL = 2 };
+
+struct capsa_conf {
+    bool allow_setuid;
+    bool allow_pid_ns;
+    bool allow_ipc_ns;
+    bool allow_uts_ns;
+    bool allow_net_ns;
+    bool allow_user_ns;
+    bool mount_proc;
+    bool mount_sys;
+    enum capsa_mount_dev mount_dev;
+    bool mount_home;
+    bool mount_tmp;
+    bool user_bind_control;
+    bool config_passwd;
+    bool config_group;
+    bool config_resolv_conf;
+    enum capsa_root_caps root_default_caps;
+    long max_loop_devices;
+    /* Kernel mounts of user images in setuid mode (DESIGN 2). */
+    enum capsa_tristate setuid_mount_squashfs;
+    enum capsa_tristate setuid_mount_encrypted;
+    struct strv bind_paths; /* "src[:dst]" entries, in file order */
+};
+
+void capsa_conf_init (struct capsa_conf *c);
+void capsa_conf_free (struct capsa_conf *c);
+
+/* Parse TEXT (NUL-terminated); NAME is used in messages ("capsa.conf"). */
+int capsa_conf_parse (struct capsa_conf *c, const char *name, const char *text, capsa_error_t *err);
+
+/* Open PATH without following symlinks and parse it.  With strict, the file
+ * must be a regular file owned by root and not writable by group or others
+ * (the setuid starter's rule). */
+int capsa_conf_load (struct capsa_conf *c, const char *path, bool strict, capsa_error_t *err);
+
+/* Open a root-owned configuration file for reading with the checks above. */
+int capsa_open_trusted_file (const char *path, bool strict, capsa_error_t *err);
+
+#endif

@@ -1,0 +1,88 @@
+/* Starting a container: the runtime shared by the three modes.
+ *
+ *   MODE_ROOT    the caller is root: kernel mounts, root keeps its powers.
+ *   MODE_SETUID  a user through the setuid-root starter: kernel mounts of
+ *                trusted things only; images the user brings go through
+ *                FUSE unless the administrator allows kernel mounts; the
+ *                command runs as the user with no capabilities.
+ *   MODE_USERNS  no privilege at all: a user namespace maps the caller to
+ *                itself; FUSE for image files.
+ *
+ * Process layout:  monitor (the starter itself, unprivileged once the child
+ * exists) -> child in the new namespaces, which mounts, pivots, drops
+ * privileges and execs the command.  The FUSE server for an image file is
+ * a second child of the monitor, running as the user outside the container's
+ * namespaces, so it dies with the monitor and never keeps a namespace alive.
+ */
+#ifndef CAPSA_CONTAINER_H
+#define CAPSA_CONTAINER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+#include "lib/utils.h"
+#include "runtime/conf.h"
+#include "runtime/image.h"
+#include "runtime/options.h"
+
+enum capsa_mode { MODE_ROOT, MODE_SETUID, MODE_USERNS };
+
+struct capsa_user {
+    uid_t uid;
+    gid_t gid;
+    char *name;
+    char *gecos;
+    char *home;   /* from the password database, never from $HOME */
+    char *shell;
+    gid_t *groups; /* the caller's supplementary groups, as the kernel gave them */
+    int ngroups;
+};
+
+struct capsa_host_path {
+    int fd;        /* O_PATH, opened with the caller's identity */
+    bool is_dir;
+    char *dst;     /* absolute path inside the container */
+    bool ro;
+    const char *what;
+};
+
+struct capsa_container {
+    enum capsa_mode mode;
+    struct capsa_conf *conf;
+    struct capsa_opts *opts;
+    struct capsa_user user;
+    struct strv host_env; /* the caller's environment, saved before clearing */
+    char *host_cwd;
+    char *stage_dir;      /* LIBEXECDIR/capsa/mnt: where the root is assembled */
+
+    struct capsa_image image;
+    bool use_fuse;        /* image file served by squashfuse_ll, not a loop device */
+
+    /* Host objects to put into the container, opened by the monitor before
+     * any namespace exists. */
+    struct capsa_host_path *binds;
+    size_t nbinds;
+    char *home_dst;       /* $HOME inside */
+    char *workdir;        /* the directory the command starts in */
+
+    struct strv env;      /* environment of the command, before env scripts */
+    struct strv env_override; /* KEY=VALUE applied after the env scripts */
+};
+
+/* Open the image and the host paths (called with the caller's identity,
+ * in the container's new mount namespace), and compute the environment. */
+int capsa_container_prepare (struct capsa_container *c, capsa_error_t *err);
+
+/* Start the container and wait for it.  Returns the exit status to pass on
+ * (128+N for signal N), or -1 with *err set if it could not start. */
+int capsa_container_run (struct capsa_container *c, capsa_error_t *err);
+
+/* Environment and /etc files (src/runtime/env.c). */
+void capsa_env_build (struct capsa_container *c);
+int capsa_env_read_file (struct capsa_container *c, const char *path, capsa_error_t *err);
+char *capsa_env_script (const struct capsa_container *c); /* sh -c text */
+char *capsa_passwd_content (const struct capsa_container *c, const char *image_passwd);
+char *capsa_group_content (const struct capsa_container *c, const char *image_group);
+
+#endif

@@ -1,0 +1,251 @@
+#include "options.h"
+
+#include <getopt.h>
+#include <string.h>
+
+int
+capsa_action_from_name (const char *name, enum capsa_action *out)
+{
+    if (strcmp (name, "exec") == 0)
+        *out = ACTION_EXEC;
+    else if (strcmp (name, "run") == 0)
+        *out = ACTION_RUN;
+    else if (strcmp (name, "shell") == 0)
+        *out = ACTION_SHELL;
+    else
+        return -1;
+    return 0;
+}
+
+static int
+add_one_bind (struct capsa_opts *o, char *item, capsa_error_t *err)
+{
+    char *parts[4] = { NULL };
+    size_t n = 0;
+    struct capsa_bind *b;
+    char *p = item;
+
+    while (n < 4) {
+        parts[n++] = p;
+        p = strchr (p, ':');
+        if (p == NULL)
+            break;
+        *p++ = '\0';
+    }
+    if (p != NULL || parts[0][0] == '\0')
+        return capsa_error_make (err, 0, "invalid bind specification '%s'", item);
+
+    o->binds = xrealloc (o->binds, (o->nbinds + 1) * sizeof (*o->binds));
+    b = &o->binds[o->nbinds];
+    memset (b, 0, sizeof (*b));
+    b->src = xstrdup (parts[0]);
+    b->dst = xstrdup (n >= 2 && parts[1][0] ? parts[1] : parts[0]);
+    o->nbinds++;
+    if (n >= 3) {
+        if (strcmp (parts[2], "ro") == 0)
+            b->ro = true;
+        else if (strcmp (parts[2], "rw") != 0)
+            return capsa_error_make (err, 0, "invalid bind option '%s' (allowed: ro, rw)", parts[2]);
+    }
+    if (b->dst[0] != '/')
+        return capsa_error_make (err, 0, "bind destination '%s' must be an absolute path", b->dst);
+    return 0;
+}
+
+int
+capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err)
+{
+    cleanup_free char *copy = xstrdup (spec);
+    char *save = NULL;
+
+    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+        item = trim (item);
+        if (*item == '\0')
+            continue;
+        /* "-B /a:/b,ro" is not Apptainer syntax, but "-B /a:/b:ro,/c" is:
+         * an option word alone applies to the previous bind. */
+        if ((strcmp (item, "ro") == 0 || strcmp (item, "rw") == 0) && o->nbinds > 0) {
+            o->binds[o->nbinds - 1].ro = item[1] == 'o';
+            continue;
+        }
+        if (add_one_bind (o, item, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+enum {
+    OPT_NO_HOME = 1000,
+    OPT_PWD,
+    OPT_ENV,
+    OPT_ENV_FILE,
+    OPT_UTS,
+    OPT_HOSTNAME,
+    OPT_NETWORK,
+};
+
+static const struct option long_opts[] = {
+    { "bind", required_argument, NULL, 'B' },
+    { "no-home", no_argument, NULL, OPT_NO_HOME },
+    { "home", required_argument, NULL, 'H' },
+    { "pwd", required_argument, NULL, OPT_PWD },
+    { "contain", no_argument, NULL, 'c' },
+    { "containall", no_argument, NULL, 'C' },
+    { "cleanenv", no_argument, NULL, 'e' },
+    { "env", required_argument, NULL, OPT_ENV },
+    { "env-file", required_argument, NULL, OPT_ENV_FILE },
+    { "pid", no_argument, NULL, 'p' },
+    { "ipc", no_argument, NULL, 'i' },
+    { "uts", no_argument, NULL, OPT_UTS },
+    { "hostname", required_argument, NULL, OPT_HOSTNAME },
+    { "net", no_argument, NULL, 'n' },
+    { "network", required_argument, NULL, OPT_NETWORK },
+    { "userns", no_argument, NULL, 'u' },
+    { "shell", required_argument, NULL, 's' },
+    { NULL, 0, NULL, 0 },
+};
+
+static void
+set_str (char **field, const char *v)
+{
+    free (*field);
+    *field = xstrdup (v);
+}
+
+int
+capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *err)
+{
+    int c;
+
+    memset (o, 0, sizeof (*o));
+    if (argc < 1 || capsa_action_from_name (argv[0], &o->action) < 0)
+        return capsa_error_make (err, 0, "unknown action '%s'", argc > 0 ? argv[0] : "");
+
+    optind = 0; /* full re-initialisation of getopt */
+    opterr = 0;
+    while ((c = getopt_long (argc, argv, "+:B:H:cCepinus:", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'B':
+            if (capsa_opts_add_binds (o, optarg, err) < 0)
+                return -1;
+            break;
+        case OPT_NO_HOME:
+            o->no_home = true;
+            break;
+        case 'H': {
+            char *colon = strchr (optarg, ':');
+            free (o->home_src);
+            free (o->home_dst);
+            o->home_src = colon ? strndup (optarg, (size_t) (colon - optarg)) : xstrdup (optarg);
+            o->home_dst = xstrdup (colon ? colon + 1 : optarg);
+            if (o->home_src == NULL || o->home_src[0] == '\0' || o->home_dst[0] != '/')
+                return capsa_error_make (err, 0, "invalid --home '%s' (expected SRC[:DST], DST absolute)", optarg);
+            break;
+        }
+        case OPT_PWD:
+            set_str (&o->pwd, optarg);
+            break;
+        case 'C':
+            o->contain = o->cleanenv = o->pid_ns = o->ipc_ns = true;
+            break;
+        case 'c':
+            o->contain = true;
+            break;
+        case 'e':
+            o->cleanenv = true;
+            break;
+        case OPT_ENV: {
+            /* --env takes KEY=VAL[,KEY=VAL...]; a part without '=' belongs
+             * to the previous value (values may contain commas). */
+            cleanup_free char *copy = xstrdup (optarg);
+            char *save = NULL;
+            for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save)) {
+                if (strchr (kv, '=') == NULL || kv[0] == '=') {
+                    if (o->env.n == 0)
+                        return capsa_error_make (err, 0, "invalid --env '%s' (expected KEY=VALUE)", optarg);
+                    char *joined = xasprintf ("%s,%s", o->env.v[o->env.n - 1], kv);
+                    free (o->env.v[o->env.n - 1]);
+                    o->env.v[o->env.n - 1] = joined;
+                    continue;
+                }
+                strv_push (&o->env, kv);
+            }
+            break;
+        }
+        case OPT_ENV_FILE:
+            strv_push (&o->env_files, optarg);
+            break;
+        case 'p':
+            o->pid_ns = true;
+            break;
+        case 'i':
+            o->ipc_ns = true;
+            break;
+        case OPT_UTS:
+            o->uts_ns = true;
+            break;
+        case OPT_HOSTNAME:
+            set_str (&o->hostname, optarg);
+            o->uts_ns = true;
+            break;
+        case 'n':
+            o->net_ns = true;
+            break;
+        case OPT_NETWORK:
+            set_str (&o->network, optarg);
+            break;
+        case 'u':
+            o->userns = true;
+            break;
+        case 's':
+            set_str (&o->shell, optarg);
+            break;
+        case ':':
+            return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return capsa_error_make (err, 0, "unknown option '%s' for '%s' (see 'capsa help %s')",
+                                     argv[optind - 1], argv[0], argv[0]);
+        }
+    }
+    if (optind >= argc)
+        return capsa_error_make (err, 0, "%s: missing IMAGE (usage: capsa %s [options] IMAGE%s)", argv[0], argv[0],
+                                 o->action == ACTION_EXEC ? " COMMAND [ARGS...]" : o->action == ACTION_RUN ? " [ARGS...]" : "");
+    o->image = xstrdup (argv[optind++]);
+    if (o->image[0] == '\0')
+        return capsa_error_make (err, 0, "empty image path");
+    o->cmd = &argv[optind];
+    o->ncmd = argc - optind;
+    if (o->action == ACTION_EXEC && o->ncmd == 0)
+        return capsa_error_make (err, 0, "exec: missing COMMAND (usage: capsa exec [options] IMAGE COMMAND [ARGS...])");
+    if (o->action == ACTION_SHELL && o->ncmd > 0)
+        return capsa_error_make (err, 0, "shell: unexpected argument '%s'", o->cmd[0]);
+    if (o->network != NULL) {
+        if (strcmp (o->network, "none") != 0)
+            return capsa_error_make (err, 0, "--network '%s' is not supported (allowed: none)", o->network);
+        if (!o->net_ns)
+            return capsa_error_make (err, 0, "--network needs --net");
+    }
+    if (o->hostname != NULL && (o->hostname[0] == '\0' || strlen (o->hostname) > 64))
+        return capsa_error_make (err, 0, "invalid --hostname '%s'", o->hostname);
+    return 0;
+}
+
+void
+capsa_opts_free (struct capsa_opts *o)
+{
+    for (size_t i = 0; i < o->nbinds; i++) {
+        free (o->binds[i].src);
+        free (o->binds[i].dst);
+    }
+    free (o->binds);
+    free (o->image);
+    free (o->home_src);
+    free (o->home_dst);
+    free (o->pwd);
+    free (o->hostname);
+    free (o->network);
+    free (o->shell);
+    strv_free (&o->env);
+    strv_free (&o->env_files);
+    memset (o, 0, sizeof (*o));
+}

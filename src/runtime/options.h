@@ -1,0 +1,53 @@
+/* Command-line options of the container actions (exec, run, shell).
+ *
+ * Parsed by the starter itself: it never trusts a pre-parsed form from the
+ * front end.  Everything here is a plain value; nothing is opened or
+ * checked against the file system yet. */
+#ifndef CAPSA_OPTIONS_H
+#define CAPSA_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/error.h"
+#include "lib/utils.h"
+
+enum capsa_action { ACTION_EXEC, ACTION_RUN, ACTION_SHELL };
+
+struct capsa_bind {
+    char *src;
+    char *dst;
+    bool ro;
+};
+
+struct capsa_opts {
+    enum capsa_action action;
+    char *image;
+    char **cmd;   /* borrowed from argv; NULL-terminated; may be empty */
+    int ncmd;
+
+    struct capsa_bind *binds;
+    size_t nbinds;
+
+    bool no_home;
+    char *home_src, *home_dst; /* --home SRC[:DST] */
+    char *pwd;
+    bool contain, cleanenv;
+    struct strv env; /* KEY=VALUE from --env, in order */
+    struct strv env_files;
+    bool pid_ns, ipc_ns, uts_ns, net_ns, userns;
+    char *hostname;
+    char *network;
+    char *shell;
+};
+
+int capsa_action_from_name (const char *name, enum capsa_action *out);
+
+/* argv[0] is the action name ("exec", "run", "shell"). */
+int capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *err);
+void capsa_opts_free (struct capsa_opts *o);
+
+/* Parse one --bind value ("src[:dst[:ro|rw]][,...]") into o->binds. */
+int capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err);
+
+#endif

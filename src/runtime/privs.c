@@ -1,0 +1,184 @@
+#include "runtime/privs.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <linux/securebits.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+
+int
+capsa_privs_init (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err)
+{
+    switch (mode) {
+    case MODE_ROOT:
+        return 0;
+    case MODE_SETUID:
+        /* Effective = the user; saved = root, for the clone() and the
+         * child's mounts.  Group first, while still root. */
+        if (setresgid (-1, gid, 0) < 0 || setresuid (-1, uid, 0) < 0)
+            return capsa_error_make (err, errno, "cannot lower privileges");
+        return 0;
+    case MODE_USERNS:
+        /* No privilege is used in this mode: give up any setuid root now. */
+        if (setresgid (gid, gid, gid) < 0 || setresuid (uid, uid, uid) < 0)
+            return capsa_error_make (err, errno, "cannot drop privileges");
+        if (uid != 0 && (setuid (0) == 0 || seteuid (0) == 0))
+            return capsa_error_make (err, 0, "privileges could be regained after dropping them");
+        /* Nothing privileged is left; the monitor must be able to write
+         * the child's uid_map, which needs the child dumpable. */
+        prctl (PR_SET_DUMPABLE, 1, 0, 0, 0);
+        return 0;
+    }
+    return 0;
+}
+
+int
+capsa_privs_raise (struct capsa_container *c, capsa_error_t *err)
+{
+    if (c->mode != MODE_SETUID)
+        return 0;
+    if (setresuid (-1, 0, -1) < 0 || setresgid (-1, 0, -1) < 0)
+        return capsa_error_make (err, errno, "cannot raise privileges");
+    return 0;
+}
+
+int
+capsa_privs_drop_monitor (struct capsa_container *c, capsa_error_t *err)
+{
+    if (c->mode != MODE_SETUID)
+        return 0;
+    if (setresgid (c->user.gid, c->user.gid, c->user.gid) < 0 || setresuid (c->user.uid, c->user.uid, c->user.uid) < 0)
+        return capsa_error_make (err, errno, "cannot drop privileges");
+    if (setuid (0) == 0 || seteuid (0) == 0)
+        return capsa_error_make (err, 0, "privileges could be regained after dropping them");
+    return 0;
+}
+
+/* Effective capabilities off (on) while keeping the permitted set. */
+static int
+set_effective (bool on, capsa_error_t *err)
+{
+    cap_t caps = cap_get_proc ();
+    cap_value_t all[64];
+    int n = 0;
+    if (caps == NULL)
+        return capsa_error_make (err, errno, "cap_get_proc");
+    for (int cap = 0; cap < 64 && cap_valid (cap); cap++) {
+        cap_flag_value_t v = CAP_CLEAR;
+        if (cap_get_flag (caps, cap, CAP_PERMITTED, &v) == 0 && v == CAP_SET)
+            all[n++] = cap;
+    }
+    cap_clear_flag (caps, CAP_EFFECTIVE);
+    if (on && n > 0)
+        cap_set_flag (caps, CAP_EFFECTIVE, n, all, CAP_SET);
+    int r = cap_set_proc (caps);
+    int e = errno;
+    cap_free (caps);
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot change effective capabilities");
+    return 0;
+}
+
+int
+capsa_privs_user_begin (struct capsa_container *c, capsa_error_t *err)
+{
+    switch (c->mode) {
+    case MODE_ROOT:
+        return 0;
+    case MODE_SETUID:
+        if (setresgid (-1, c->user.gid, -1) < 0 || setresuid (-1, c->user.uid, -1) < 0)
+            return capsa_error_make (err, errno, "cannot lower privileges");
+        return 0;
+    case MODE_USERNS:
+        return set_effective (false, err);
+    }
+    return 0;
+}
+
+int
+capsa_privs_user_end (struct capsa_container *c, capsa_error_t *err)
+{
+    switch (c->mode) {
+    case MODE_ROOT:
+        return 0;
+    case MODE_SETUID:
+        if (setresuid (-1, 0, -1) < 0 || setresgid (-1, 0, -1) < 0)
+            return capsa_error_make (err, errno, "cannot raise privileges");
+        return 0;
+    case MODE_USERNS:
+        return set_effective (true, err);
+    }
+    return 0;
+}
+
+static int
+drop_bounding_set (capsa_error_t *err)
+{
+    /* Every capability the running kernel knows: PR_CAPBSET_READ fails
+     * past the last one. */
+    for (int cap = 0; cap < 64 && prctl (PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return capsa_error_make (err, errno, "cannot drop capability %d from the bounding set", cap);
+    return 0;
+}
+
+int
+capsa_drop_privileges (struct capsa_container *c, capsa_error_t *err)
+{
+    const struct capsa_user *u = &c->user;
+
+    if (c->mode == MODE_ROOT) {
+        /* Root keeps its powers ('root default capabilities = full'). */
+        return 0;
+    }
+
+    /* 1. Supplementary groups: the ones the caller had (the user namespace
+     *    forbids setgroups; there they are unmapped anyway). */
+    if (c->mode == MODE_SETUID && setgroups ((size_t) u->ngroups, u->groups) < 0)
+        return capsa_error_make (err, errno, "setgroups");
+
+    /* 2. Bounding and ambient sets, while CAP_SETPCAP is still held. */
+    if (drop_bounding_set (err) < 0)
+        return -1;
+    if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+        return capsa_error_make (err, errno, "cannot clear the ambient capabilities");
+
+    /* 3. Securebits: uid 0 never means capabilities again, setuid fixups
+     *    stay on, keep-caps stays off; all locked. */
+    if (prctl (PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED
+                                      | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE
+                                      | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
+        < 0)
+        return capsa_error_make (err, errno, "cannot set securebits");
+
+    /* 4. Identity. */
+    if (setresgid (u->gid, u->gid, u->gid) < 0)
+        return capsa_error_make (err, errno, "setresgid");
+    if (setresuid (u->uid, u->uid, u->uid) < 0)
+        return capsa_error_make (err, errno, "setresuid");
+
+    /* 5. Empty capability sets (setresuid cleared permitted and effective;
+     *    inheritable needs clearing by hand). */
+    cap_t empty = cap_init ();
+    if (empty == NULL || cap_set_proc (empty) < 0) {
+        int e = errno;
+        cap_free (empty);
+        return capsa_error_make (err, e, "cannot clear capabilities");
+    }
+    cap_free (empty);
+
+    /* 6. Nothing executed from here can gain privilege (setuid binaries,
+     *    file capabilities). */
+    if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return capsa_error_make (err, errno, "cannot set no_new_privs");
+
+    /* 7. Check. */
+    if (u->uid != 0 && (setuid (0) == 0 || seteuid (0) == 0))
+        return capsa_error_make (err, 0, "root could be regained after dropping privileges");
+    return 0;
+}

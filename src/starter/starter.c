@@ -1,0 +1,159 @@
+/* capsa's starter: the only program that may run with privilege.
+ *
+ * Installed setuid-root in PREFIX/libexec/capsa/starter; also used, without
+ * the setuid bit or with it ignored, by root and for user-namespace runs.
+ * It trusts nothing it is given: it cleans its environment before anything
+ * else, reads capsa.conf itself from the compiled-in root-owned path, parses
+ * the command line itself, and opens everything the user names with the
+ * user's own identity (see runtime/privs.h for the order of privilege
+ * changes).
+ *
+ * Usage (from the capsa front end): starter [-q|-v|-d] exec|run|shell [options] IMAGE [COMMAND...]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "lib/log.h"
+#include "lib/utils.h"
+#include "runtime/conf.h"
+#include "runtime/container.h"
+#include "runtime/privs.h"
+
+extern char **environ;
+
+/* Standard descriptors must exist (else a file we open could become
+ * stdout), and nothing else may be inherited. */
+static void
+sanitize_fds (void)
+{
+    struct stat st;
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fstat (fd, &st) < 0 && errno == EBADF) {
+            int n = open ("/dev/null", O_RDWR);
+            if (n != fd)
+                _exit (CAPSA_EXIT_FATAL);
+        }
+    }
+    if (close_range (3, ~0U, 0) < 0)
+        for (int fd = 3; fd < 1024; fd++)
+            close (fd);
+}
+
+/* Keep the caller's environment only as data for the command inside; the
+ * starter itself runs with an empty, fixed one. */
+static void
+sanitize_environment (struct strv *saved)
+{
+    for (char **e = environ; e && *e; e++)
+        strv_push (saved, *e);
+    clearenv ();
+    setenv ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
+}
+
+static int
+lookup_user (struct capsa_user *u, uid_t uid, gid_t gid, capsa_error_t *err)
+{
+    struct passwd *pw = getpwuid (uid);
+    int n;
+
+    u->uid = uid;
+    u->gid = gid;
+    if (pw == NULL)
+        return capsa_error_make (err, 0, "user %u is not in the password database", uid);
+    u->name = xstrdup (pw->pw_name);
+    u->gecos = xstrdup (pw->pw_gecos ? pw->pw_gecos : "");
+    u->home = xstrdup (pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : "/");
+    u->shell = xstrdup (pw->pw_shell && pw->pw_shell[0] ? pw->pw_shell : "/bin/sh");
+    n = getgroups (0, NULL);
+    if (n < 0)
+        return capsa_error_make (err, errno, "getgroups");
+    u->groups = xcalloc ((size_t) n + 1, sizeof (gid_t));
+    n = getgroups (n, u->groups);
+    if (n < 0)
+        return capsa_error_make (err, errno, "getgroups");
+    u->ngroups = n;
+    return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+    struct capsa_conf conf;
+    struct capsa_opts opts;
+    struct capsa_container c;
+    capsa_error_t err = NULL;
+    uid_t uid = getuid ();
+    gid_t gid = getgid ();
+    bool setuid_install = geteuid () == 0 && uid != 0;
+    int i = 1, rc;
+
+    sanitize_fds ();
+    memset (&c, 0, sizeof (c));
+    sanitize_environment (&c.host_env);
+    umask (022);
+    /* Not dumpable while privileged: no core files, no ptrace by the user. */
+    prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    /* Right away, run as the user (root only in the saved set-user-ID). */
+    if (setuid_install && capsa_privs_init (MODE_SETUID, uid, gid, &err) < 0)
+        capsa_error_fatal (&err);
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp (argv[i], "-q") == 0)
+            capsa_log_set_level (CAPSA_LOG_ERROR);
+        else if (strcmp (argv[i], "-v") == 0)
+            capsa_log_set_level (CAPSA_LOG_VERBOSE);
+        else if (strcmp (argv[i], "-d") == 0)
+            capsa_log_set_level (CAPSA_LOG_DEBUG);
+        else
+            capsa_die ("unknown global option '%s'", argv[i]);
+    }
+    if (i >= argc)
+        capsa_die ("usage: starter [-q|-v|-d] exec|run|shell [options] IMAGE [COMMAND...]");
+
+    /* Configuration from the compiled-in path only.  In a setuid install it
+     * must be root's and not writable by anyone else. */
+    capsa_conf_init (&conf);
+    if (capsa_conf_load (&conf, CAPSA_SYSCONFDIR "/capsa.conf", setuid_install, &err) < 0)
+        capsa_error_fatal (&err);
+
+    if (capsa_opts_parse (&opts, argc - i, argv + i, &err) < 0)
+        capsa_error_fatal (&err);
+
+    if (uid == 0)
+        c.mode = MODE_ROOT;
+    else if (setuid_install && conf.allow_setuid && !opts.userns)
+        c.mode = MODE_SETUID;
+    else
+        c.mode = MODE_USERNS;
+    if (c.mode == MODE_USERNS) {
+        if (!conf.allow_user_ns)
+            capsa_die ("user namespaces are disabled by the administrator ('allow user ns = no')%s",
+                       setuid_install && !conf.allow_setuid ? " and so is setuid ('allow setuid = no')" : "");
+        if (capsa_privs_init (MODE_USERNS, uid, gid, &err) < 0)
+            capsa_error_fatal (&err);
+        if (opts.userns)
+            verbosef ("running in a user namespace as requested (--userns)");
+    }
+
+    if (lookup_user (&c.user, uid, gid, &err) < 0)
+        capsa_error_fatal (&err);
+    c.conf = &conf;
+    c.opts = &opts;
+    c.stage_dir = xstrdup (CAPSA_LIBEXECDIR "/mnt");
+    c.host_cwd = getcwd (NULL, 0);
+    if (c.host_cwd == NULL)
+        warnf ("cannot determine the current directory: %s", strerror (errno));
+
+    rc = capsa_container_run (&c, &err);
+    if (rc < 0)
+        capsa_error_fatal (&err);
+    return rc;
+}
