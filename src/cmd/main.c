@@ -67,7 +67,7 @@ main (int argc, char **argv)
         if (strcmp (argv[i], commands[k].name) != 0)
             continue;
         /* --help on every command. */
-        if (commands[k].fn != cmd_help && i + 1 < argc
+        if (i + 1 < argc
             && (strcmp (argv[i + 1], "--help") == 0 || strcmp (argv[i + 1], "-h") == 0)) {
             capsa_print_help (argv[i]);
             return 0;

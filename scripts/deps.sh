@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything capsa needs to build, run and test, from Debian 12's
+# archive, by package name.  Run as root.  Safe to run again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+    # build
+    build-essential pkg-config clang
+    libcap-dev libseccomp-dev libssl-dev libcryptsetup-dev libfuse3-dev libjson-c-dev
+    # run time
+    fuse3 squashfs-tools squashfuse
+    # tests, fixtures and benchmarks
+    busybox-static debootstrap bubblewrap charliecloud-runtime hyperfine python3 procps util-linux
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
