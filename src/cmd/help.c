@@ -13,6 +13,7 @@ static const char overview[] =
     "  exec      run a command inside an image\n"
     "  run       run the image's runscript\n"
     "  shell     start an interactive shell inside an image\n"
+    "  inspect   show an image's labels, runscript, definition file, environment\n"
     "  sif       read and write Singularity Image Format files\n"
     "  version   print capsa's version\n"
     "  help      show help for a command\n"
@@ -62,6 +63,10 @@ static const struct help helps[] = {
     { "shell", "capsa shell [options] IMAGE", "Start an interactive shell inside IMAGE.\n" },
     { "sif", "capsa sif list|info|header|dump|new|add|del|setprim ...",
       "Read and write SIF files; 'capsa sif --help' lists the subcommands.\n" },
+    { "inspect", "capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|--startscript|--json] IMAGE",
+      "Show an image's metadata (default: --labels).  From a SIF file's inspect-metadata.json\n"
+      "object when it has one, else from /.singularity.d inside the image (directory, squashfs\n"
+      "or SIF).  Works without a key on encrypted images: their metadata is stored in clear.\n" },
     { "version", "capsa version", "Print capsa's version.\n" },
     { "help", "capsa help [COMMAND]", "Show help for COMMAND.\n" },
 };

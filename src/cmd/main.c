@@ -16,7 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     { "exec", cmd_action },   { "run", cmd_action },     { "shell", cmd_action },
-    { "sif", cmd_sif },       { "version", cmd_version },
+    { "sif", cmd_sif },       { "inspect", cmd_inspect }, { "version", cmd_version },
     { "help", cmd_help },
 };
 
