@@ -49,6 +49,9 @@ CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
+# Linked into every program directly: nothing references it, so it would
+# never be pulled out of the archive.
+SAN_OBJ  := $(BUILDDIR)/src/lib/sanitizer.o
 LIBCAPSA := $(BUILDDIR)/libcapsa.a
 CAPSA    := $(BUILDDIR)/capsa
 STARTER  := $(BUILDDIR)/capsa-starter
@@ -74,14 +77,14 @@ $(LIBCAPSA): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(CAPSA): $(CMD_OBJ) $(LIBCAPSA)
-	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
 $(STARTER): $(STARTER_OBJ) $(LIBCAPSA)
-	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
 $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(STARTER_OBJ:.o=.d)
 

@@ -66,8 +66,9 @@ main (int argc, char **argv)
     for (size_t k = 0; k < sizeof (commands) / sizeof (commands[0]); k++) {
         if (strcmp (argv[i], commands[k].name) != 0)
             continue;
-        /* --help on every command. */
-        if (i + 1 < argc
+        /* --help on every command ('sif' has subcommands with help of
+         * their own). */
+        if (commands[k].fn != cmd_sif && i + 1 < argc
             && (strcmp (argv[i + 1], "--help") == 0 || strcmp (argv[i + 1], "-h") == 0)) {
             capsa_print_help (argv[i]);
             return 0;
