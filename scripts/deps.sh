@@ -11,6 +11,7 @@ packages=(
     fuse3 squashfs-tools squashfuse
     # tests, fixtures and benchmarks
     busybox-static debootstrap bubblewrap charliecloud-runtime hyperfine python3 procps util-linux
+    iputils-ping libcap2-bin
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -21,3 +21,32 @@ chmod 0755 "$HELPERS"
 cc -static -O1 -o "$HELPERS/showid" "$TOP/tests/helpers/showid.c" || return 1
 cc -shared -fPIC -o "$HELPERS/evil.so" "$TOP/tests/helpers/evil.c" || return 1
 export HELPERS
+
+# An image with iputils ping and no file capabilities on it: the busybox
+# image plus Debian's /usr/bin/ping and the libraries it links, copied
+# without extended attributes.  Cached, keyed by the binaries' hashes.
+ping_image () {
+    local key dir tmp lib
+    key=$( (sha256sum /usr/bin/ping; echo "$IMG_DIR"; echo ping-image-v2) | sha256sum | cut -c1-16)
+    dir=$CACHE/ping-$key
+    if [ ! -d "$dir" ]; then
+        tmp=$(mktemp -d "$CACHE/.ping.XXXXXX") || return 1
+        cp -a --no-preserve=xattr "$IMG_DIR/." "$tmp/" || return 1
+        mkdir -p "$tmp/usr/bin" "$tmp/lib64" "$tmp/lib/x86_64-linux-gnu"
+        rm -f "$tmp/bin/ping" "$tmp/bin/ping6"
+        cp --no-preserve=xattr /usr/bin/ping "$tmp/usr/bin/ping"
+        for lib in $(ldd /usr/bin/ping | grep -o '/[^ ]*'); do
+            cp -L --no-preserve=xattr "$lib" "$tmp$lib"
+        done
+        setcap -r "$tmp/usr/bin/ping" 2>/dev/null || true
+        chmod 0755 "$tmp" && mv -T "$tmp" "$dir" || return 1
+    fi
+    echo "$dir"
+}
+IMG_PING=$(ping_image) || return 1
+export IMG_PING
+for u in pinger capsa-u3; do
+    id "$u" >/dev/null 2>&1 || useradd -m -s /bin/sh "$u"
+done
+getent group capsa-pingers >/dev/null || groupadd capsa-pingers
+usermod -a -G capsa-pingers capsa-u3

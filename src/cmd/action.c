@@ -28,6 +28,8 @@ static const struct env_flag env_flags[] = {
     { "CAPSA_HOSTNAME", "--hostname", false }, { "CAPSA_NET", "--net", true },
     { "CAPSA_NETWORK", "--network", false }, { "CAPSA_USERNS", "--userns", true },
     { "CAPSA_SHELL", "--shell", false },
+    { "CAPSA_ADD_CAPS", "--add-caps", false }, { "CAPSA_DROP_CAPS", "--drop-caps", false },
+    { "CAPSA_KEEP_PRIVS", "--keep-privs", true }, { "CAPSA_NO_PRIVS", "--no-privs", true },
 };
 
 static bool

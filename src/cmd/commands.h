@@ -8,6 +8,7 @@
 int cmd_action (int argc, char **argv);   /* exec, run, shell: src/cmd/action.c */
 int cmd_sif (int argc, char **argv);      /* src/cmd/sif.c */
 int cmd_inspect (int argc, char **argv);  /* src/cmd/inspect.c */
+int cmd_capability (int argc, char **argv); /* capability, caps: src/cmd/capability.c */
 int cmd_version (int argc, char **argv);  /* src/cmd/main.c */
 int cmd_help (int argc, char **argv);     /* src/cmd/main.c */
 

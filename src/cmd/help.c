@@ -15,6 +15,7 @@ static const char overview[] =
     "  shell     start an interactive shell inside an image\n"
     "  inspect   show an image's labels, runscript, definition file, environment\n"
     "  sif       read and write Singularity Image Format files\n"
+    "  capability  manage capability grants (add, drop, list, avail); alias: caps\n"
     "  version   print capsa's version\n"
     "  help      show help for a command\n"
     "\n"
@@ -45,6 +46,11 @@ static const char action_options[] =
     "      --network none            with --net: loopback only\n"
     "  -u, --userns                  run in a user namespace, without the setuid starter\n"
     "  -s, --shell PATH              shell for 'shell' (default /bin/bash, else /bin/sh)\n"
+    "      --add-caps LIST           ask for capabilities (granted ones only; 'all')\n"
+    "      --drop-caps LIST          drop capabilities ('all')\n"
+    "      --keep-privs              root only: keep all of root's capabilities\n"
+    "      --no-privs                drop every capability (wins over --keep-privs)\n"
+    "      --allow-setuid            root only: honour setuid bits inside the image\n"
     "\n"
     "Every option has a CAPSA_ variable (CAPSA_BIND, CAPSA_CONTAIN=1, ...); flags win.\n"
     "The command's exit status is passed on (128+N after signal N); capsa's own\n"
@@ -67,6 +73,12 @@ static const struct help helps[] = {
       "Show an image's metadata (default: --labels).  From a SIF file's inspect-metadata.json\n"
       "object when it has one, else from /.singularity.d inside the image (directory, squashfs\n"
       "or SIF).  Works without a key on encrypted images: their metadata is stored in clear.\n" },
+    { "capability", "capsa capability add|drop CAPABILITIES [--user NAME] [--group NAME] | list [NAME] | avail [CAPABILITIES]",
+      "Grant capabilities to users and groups (root only), list grants, describe capabilities.\n"
+      "CAPABILITIES: comma-separated, case-insensitive, CAP_ optional, 'all' for every one the\n"
+      "kernel knows.  Users ask for granted ones with --add-caps.  Grants are kept in\n"
+      "PREFIX/etc/capsa/capability.json, changed under a lock and replaced atomically.\n" },
+    { "caps", "capsa caps ...", "Alias of 'capsa capability'.\n" },
     { "version", "capsa version", "Print capsa's version.\n" },
     { "help", "capsa help [COMMAND]", "Show help for COMMAND.\n" },
 };

@@ -17,7 +17,7 @@ struct command {
 static const struct command commands[] = {
     { "exec", cmd_action },   { "run", cmd_action },     { "shell", cmd_action },
     { "sif", cmd_sif },       { "inspect", cmd_inspect }, { "version", cmd_version },
-    { "help", cmd_help },
+    { "help", cmd_help },     { "capability", cmd_capability }, { "caps", cmd_capability },
 };
 
 int

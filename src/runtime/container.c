@@ -256,7 +256,8 @@ static int
 mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *err)
 {
     cleanup_close int target = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    const unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV;
+    /* setuid bits in the image count only with --allow-setuid (root only). */
+    const unsigned long flags = MS_RDONLY | MS_NODEV | (c->opts->allow_setuid ? 0 : MS_NOSUID);
 
     if (target < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
@@ -478,6 +479,7 @@ static int
 setup_root (struct capsa_container *c, int sock, capsa_error_t *err)
 {
     const unsigned long nsd = MS_NOSUID | MS_NODEV;
+    const unsigned long rootflags = MS_NODEV | (c->opts->allow_setuid ? 0 : MS_NOSUID);
     const bool userns = c->mode == MODE_USERNS;
     struct capsa_opts *o = c->opts;
 
@@ -508,7 +510,7 @@ setup_root (struct capsa_container *c, int sock, capsa_error_t *err)
     cleanup_free char *ovl = xasprintf ("lowerdir=%s/image,upperdir=%s/upper,workdir=%s/work%s", c->stage_dir,
                                         c->stage_dir, c->stage_dir, userns ? ",userxattr" : "");
     cleanup_free char *rootpath = xasprintf ("%s/root", c->stage_dir);
-    if (mount ("overlay", rootpath, "overlay", nsd, ovl) < 0)
+    if (mount ("overlay", rootpath, "overlay", rootflags, ovl) < 0)
         return capsa_error_make (err, errno, "cannot mount the container's root overlay");
     cleanup_close int rootfd = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (rootfd < 0)
@@ -569,7 +571,7 @@ setup_root (struct capsa_container *c, int sock, capsa_error_t *err)
 
     /* Read-only root, then switch to it and forget the host's tree. */
     cleanup_close int roottop = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (roottop < 0 || capsa_remount_fd (roottop, MS_RDONLY | nsd, "the container root", err) < 0)
+    if (roottop < 0 || capsa_remount_fd (roottop, MS_RDONLY | rootflags, "the container root", err) < 0)
         return capsa_error_make (err, errno, "cannot make the root read-only");
     if (fchdir (roottop) < 0)
         return capsa_error_make (err, errno, "cannot enter the container root");

@@ -22,6 +22,7 @@
 
 #include "lib/error.h"
 #include "lib/utils.h"
+#include "runtime/caps.h"
 #include "runtime/conf.h"
 #include "runtime/image.h"
 #include "runtime/options.h"
@@ -66,6 +67,10 @@ struct capsa_container {
     char *home_dst;       /* $HOME inside */
     char *workdir;        /* the directory the command starts in */
 
+    capsa_capset_t caps;  /* the command's capabilities (all five sets) */
+    capsa_capset_t own_caps; /* what the starter itself holds (root: permitted) */
+    const char *grants_path;
+
     struct strv env;      /* environment of the command, before env scripts */
     struct strv env_override; /* KEY=VALUE applied after the env scripts */
 };
@@ -77,6 +82,10 @@ int capsa_container_prepare (struct capsa_container *c, capsa_error_t *err);
 /* Start the container and wait for it.  Returns the exit status to pass on
  * (128+N for signal N), or -1 with *err set if it could not start. */
 int capsa_container_run (struct capsa_container *c, capsa_error_t *err);
+
+/* Decide c->caps from the mode, capsa.conf, capability.json and the
+ * options; warns about refused and unknown names (src/runtime/capspolicy.c). */
+int capsa_caps_select (struct capsa_container *c, capsa_error_t *err);
 
 /* Environment and /etc files (src/runtime/env.c). */
 void capsa_env_build (struct capsa_container *c);

@@ -184,7 +184,15 @@ capsa_env_script (const struct capsa_container *c)
             "case \"$1\" in\n"
             "*/*) if [ ! -e \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": no such file or directory\" >&2; exit 127;\n"
             "     elif [ -d \"$1\" ] || [ ! -x \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": permission denied\" >&2; exit 126; fi ;;\n"
-            "*) if ! command -v \"$1\" >/dev/null 2>&1; then echo \"FATAL:   \\\"$1\\\": executable file not found in \\$PATH\" >&2; exit 127; fi ;;\n"
+            /* Search PATH here rather than let the shell do it: some
+             * shells (busybox) prefer their built-in applets to files. */
+            "*) __capsa_p=; __capsa_ifs=$IFS; IFS=:\n"
+            "   for __capsa_d in $PATH; do\n"
+            "     if [ -f \"${__capsa_d:-.}/$1\" ] && [ -x \"${__capsa_d:-.}/$1\" ]; then __capsa_p=\"${__capsa_d:-.}/$1\"; break; fi\n"
+            "   done\n"
+            "   IFS=$__capsa_ifs\n"
+            "   if [ -z \"$__capsa_p\" ]; then echo \"FATAL:   \\\"$1\\\": executable file not found in \\$PATH\" >&2; exit 127; fi\n"
+            "   shift; set -- \"$__capsa_p\" \"$@\"; unset __capsa_p __capsa_d __capsa_ifs ;;\n"
             "esac\n"
             "exec \"$@\"\n");
     return s;

@@ -82,6 +82,11 @@ enum {
     OPT_UTS,
     OPT_HOSTNAME,
     OPT_NETWORK,
+    OPT_ADD_CAPS,
+    OPT_DROP_CAPS,
+    OPT_KEEP_PRIVS,
+    OPT_NO_PRIVS,
+    OPT_ALLOW_SETUID,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +107,11 @@ static const struct option long_opts[] = {
     { "network", required_argument, NULL, OPT_NETWORK },
     { "userns", no_argument, NULL, 'u' },
     { "shell", required_argument, NULL, 's' },
+    { "add-caps", required_argument, NULL, OPT_ADD_CAPS },
+    { "drop-caps", required_argument, NULL, OPT_DROP_CAPS },
+    { "keep-privs", no_argument, NULL, OPT_KEEP_PRIVS },
+    { "no-privs", no_argument, NULL, OPT_NO_PRIVS },
+    { "allow-setuid", no_argument, NULL, OPT_ALLOW_SETUID },
     { NULL, 0, NULL, 0 },
 };
 
@@ -110,6 +120,14 @@ set_str (char **field, const char *v)
 {
     free (*field);
     *field = xstrdup (v);
+}
+
+static void
+append_list (char **field, const char *v)
+{
+    char *joined = *field ? xasprintf ("%s,%s", *field, v) : xstrdup (v);
+    free (*field);
+    *field = joined;
 }
 
 int
@@ -200,6 +218,21 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         case 's':
             set_str (&o->shell, optarg);
             break;
+        case OPT_ADD_CAPS:
+            append_list (&o->add_caps, optarg);
+            break;
+        case OPT_DROP_CAPS:
+            append_list (&o->drop_caps, optarg);
+            break;
+        case OPT_KEEP_PRIVS:
+            o->keep_privs = true;
+            break;
+        case OPT_NO_PRIVS:
+            o->no_privs = true;
+            break;
+        case OPT_ALLOW_SETUID:
+            o->allow_setuid = true;
+            break;
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -245,6 +278,8 @@ capsa_opts_free (struct capsa_opts *o)
     free (o->hostname);
     free (o->network);
     free (o->shell);
+    free (o->add_caps);
+    free (o->drop_caps);
     strv_free (&o->env);
     strv_free (&o->env_files);
     memset (o, 0, sizeof (*o));

@@ -39,6 +39,10 @@ struct capsa_opts {
     char *hostname;
     char *network;
     char *shell;
+
+    /* Capabilities (comma-separated lists, accumulated over repeats). */
+    char *add_caps, *drop_caps;
+    bool keep_privs, no_privs, allow_setuid;
 };
 
 int capsa_action_from_name (const char *name, enum capsa_action *out);

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/securebits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
@@ -116,14 +117,49 @@ capsa_privs_user_end (struct capsa_container *c, capsa_error_t *err)
     return 0;
 }
 
+/* Drop from the bounding set every capability not in KEEP. */
 static int
-drop_bounding_set (capsa_error_t *err)
+limit_bounding_set (capsa_capset_t keep, capsa_error_t *err)
 {
     /* Every capability the running kernel knows: PR_CAPBSET_READ fails
      * past the last one. */
     for (int cap = 0; cap < 64 && prctl (PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-        if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+        if (!(keep & (UINT64_C (1) << cap)) && prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
             return capsa_error_make (err, errno, "cannot drop capability %d from the bounding set", cap);
+    return 0;
+}
+
+/* Permitted = effective = inheritable = SET, then ambient = SET, so that
+ * the set survives execve of ordinary programs. */
+static int
+set_all_sets (capsa_capset_t set, capsa_error_t *err)
+{
+    cap_value_t list[64];
+    int n = 0;
+    cap_t caps = cap_init ();
+
+    if (caps == NULL)
+        return capsa_error_make (err, errno, "cap_init");
+    for (int c = 0; c < 64; c++)
+        if (set & (UINT64_C (1) << c))
+            list[n++] = c;
+    if (n > 0
+        && (cap_set_flag (caps, CAP_PERMITTED, n, list, CAP_SET) < 0 || cap_set_flag (caps, CAP_EFFECTIVE, n, list, CAP_SET) < 0
+            || cap_set_flag (caps, CAP_INHERITABLE, n, list, CAP_SET) < 0)) {
+        cap_free (caps);
+        return capsa_error_make (err, errno, "cannot build the capability sets");
+    }
+    if (cap_set_proc (caps) < 0) {
+        int e = errno;
+        cap_free (caps);
+        return capsa_error_make (err, e, "cannot set capabilities");
+    }
+    cap_free (caps);
+    if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+        return capsa_error_make (err, errno, "cannot clear the ambient capabilities");
+    for (int i = 0; i < n; i++)
+        if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, list[i], 0, 0) < 0)
+            return capsa_error_make (err, errno, "cannot raise ambient capability %d", list[i]);
     return 0;
 }
 
@@ -131,9 +167,18 @@ int
 capsa_drop_privileges (struct capsa_container *c, capsa_error_t *err)
 {
     const struct capsa_user *u = &c->user;
+    const capsa_capset_t keep = c->caps;
 
     if (c->mode == MODE_ROOT) {
-        /* Root keeps its powers ('root default capabilities = full'). */
+        /* Root keeps its identity; its capabilities are limited only when
+         * the policy says so (a bounding set of KEEP is enough for exec as
+         * root, the other sets are set for a predictable view). */
+        if (keep == c->own_caps && !c->opts->no_privs)
+            return 0;
+        if (limit_bounding_set (keep, err) < 0 || set_all_sets (keep, err) < 0)
+            return -1;
+        if (keep == 0 && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            return capsa_error_make (err, errno, "cannot set no_new_privs");
         return 0;
     }
 
@@ -142,18 +187,22 @@ capsa_drop_privileges (struct capsa_container *c, capsa_error_t *err)
     if (c->mode == MODE_SETUID && setgroups ((size_t) u->ngroups, u->groups) < 0)
         return capsa_error_make (err, errno, "setgroups");
 
-    /* 2. Bounding and ambient sets, while CAP_SETPCAP is still held. */
-    if (drop_bounding_set (err) < 0)
+    /* 2. Bounding set, while CAP_SETPCAP is still held. */
+    if (limit_bounding_set (keep, err) < 0)
         return -1;
     if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return capsa_error_make (err, errno, "cannot clear the ambient capabilities");
 
-    /* 3. Securebits: uid 0 never means capabilities again, setuid fixups
-     *    stay on, keep-caps stays off; all locked. */
-    if (prctl (PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED
-                                      | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE
-                                      | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
-        < 0)
+    /* 3. Securebits, locked: uid 0 never means capabilities again and the
+     *    kernel's setuid fix-ups stay on.  Keep-caps only for the uid change
+     *    below when something is granted; it is cleared again right after
+     *    and by execve.  (It is not locked off: programs such as ping call
+     *    PR_SET_KEEPCAPS themselves, and it can keep only what is already
+     *    permitted.) */
+    unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED;
+    if (keep)
+        bits |= SECBIT_KEEP_CAPS;
+    if (prctl (PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
         return capsa_error_make (err, errno, "cannot set securebits");
 
     /* 4. Identity. */
@@ -162,15 +211,12 @@ capsa_drop_privileges (struct capsa_container *c, capsa_error_t *err)
     if (setresuid (u->uid, u->uid, u->uid) < 0)
         return capsa_error_make (err, errno, "setresuid");
 
-    /* 5. Empty capability sets (setresuid cleared permitted and effective;
-     *    inheritable needs clearing by hand). */
-    cap_t empty = cap_init ();
-    if (empty == NULL || cap_set_proc (empty) < 0) {
-        int e = errno;
-        cap_free (empty);
-        return capsa_error_make (err, e, "cannot clear capabilities");
-    }
-    cap_free (empty);
+    /* 5. Exactly the granted set in permitted, effective, inheritable and
+     *    ambient (empty when nothing was granted). */
+    if (set_all_sets (keep, err) < 0)
+        return -1;
+    if (keep && prctl (PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        return capsa_error_make (err, errno, "cannot clear keep-caps");
 
     /* 6. Nothing executed from here can gain privilege (setuid binaries,
      *    file capabilities). */

@@ -148,6 +148,9 @@ main (int argc, char **argv)
     c.conf = &conf;
     c.opts = &opts;
     c.stage_dir = xstrdup (CAPSA_LIBEXECDIR "/mnt");
+    c.grants_path = CAPSA_SYSCONFDIR "/capability.json";
+    if (capsa_caps_select (&c, &err) < 0)
+        capsa_error_fatal (&err);
     c.host_cwd = getcwd (NULL, 0);
     if (c.host_cwd == NULL)
         warnf ("cannot determine the current directory: %s", strerror (errno));

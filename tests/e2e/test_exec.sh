@@ -27,7 +27,7 @@ for img in "$IMG_DIR" "$IMG_SQFS"; do
     expect_match "$kind/root: the image is read-only" "Read-only file system" "$OUT"
 done
 no_leftover_mounts "no capsa mount left after the identity runs"
-expect_eq "no squashfuse_ll left running" "" "$(pgrep -x squashfuse_ll)"
+expect_eq "no squashfuse_ll left running" "" "$(pgrep -u "$U" -x squashfuse_ll)"
 
 # --- a root-only host file through --bind -----------------------------------
 secret=$WORK/secret-dir
@@ -222,5 +222,5 @@ for flag in "" --userns; do
     expect_eq "SIGKILL of the command: status 137 ${flag:-(setuid)}" "137" "$rc"
     sleep 0.2
     no_leftover_mounts "SIGKILL of the command: nothing mounted ${flag:-(setuid)}"
-    expect_eq "SIGKILL of the command: no FUSE server left ${flag:-(setuid)}" "" "$(pgrep -x squashfuse_ll)"
+    expect_eq "SIGKILL of the command: no FUSE server left ${flag:-(setuid)}" "" "$(pgrep -u "$U" -x squashfuse_ll)"
 done
