@@ -39,7 +39,7 @@ CFLAGS   += -std=c17 $(OPTFLAGS) $(WARN) $(HARDEN) -fstack-protector-strong -fPI
 LDFLAGS  ?=
 LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SANLDFLAGS)
 
-LIB_SRC     := $(wildcard src/lib/*.c) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
+LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
@@ -49,8 +49,9 @@ CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
-# Linked into every program directly: nothing references it, so it would
-# never be pulled out of the archive.
+# Linked into the installed programs only (not into unit tests, which run
+# with leak detection): nothing references it, so it would never be pulled
+# out of an archive.
 SAN_OBJ  := $(BUILDDIR)/src/lib/sanitizer.o
 LIBCAPSA := $(BUILDDIR)/libcapsa.a
 CAPSA    := $(BUILDDIR)/capsa
@@ -76,15 +77,15 @@ $(LIBCAPSA): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(CAPSA): $(CMD_OBJ) $(LIBCAPSA)
+$(CAPSA): $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
-$(STARTER): $(STARTER_OBJ) $(LIBCAPSA)
+$(STARTER): $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
 $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS)
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(STARTER_OBJ:.o=.d)
 

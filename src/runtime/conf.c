@@ -142,11 +142,17 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
             return -1;
         *(long *) field = l;
         return 0;
-    case K_BINDPATH:
-        if (value[0] != '/' || strstr (value, "/../") != NULL)
+    case K_BINDPATH: {
+        /* SRC[:DST], both absolute, no ".." component. */
+        const char *colon = strchr (value, ':');
+        if (value[0] != '/' || (colon && colon[1] != '/') || (colon && strchr (colon + 1, ':')))
             return -1;
+        for (const char *p = value; (p = strstr (p, "..")) != NULL; p += 2)
+            if ((p[-1] == '/') && (p[2] == '\0' || p[2] == '/' || p[2] == ':'))
+                return -1;
         strv_push ((struct strv *) field, value);
         return 0;
+    }
     }
     return -1;
 }
@@ -192,7 +198,8 @@ int
 capsa_open_trusted_file (const char *path, bool strict, capsa_error_t *err)
 {
     struct stat st;
-    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    /* Non-blocking, so that a FIFO is refused rather than waited on. */
+    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
 
     if (fd < 0) {
         if (errno == ELOOP)
@@ -207,6 +214,8 @@ capsa_open_trusted_file (const char *path, bool strict, capsa_error_t *err)
         return capsa_error_make (err, 0, "%s is not owned by root; refusing to use it", path);
     if (strict && (st.st_mode & (S_IWGRP | S_IWOTH)))
         return capsa_error_make (err, 0, "%s is writable by group or others; refusing to use it", path);
+    if (fcntl (fd, F_SETFL, 0) < 0)
+        return capsa_error_make (err, errno, "cannot read %s", path);
     return steal_fd (&fd);
 }
 

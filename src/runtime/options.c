@@ -20,12 +20,14 @@ capsa_action_from_name (const char *name, enum capsa_action *out)
 static int
 add_one_bind (struct capsa_opts *o, char *item, capsa_error_t *err)
 {
-    char *parts[4] = { NULL };
+    char *parts[3] = { NULL };
     size_t n = 0;
     struct capsa_bind *b;
+    cleanup_free char *orig = xstrdup (item);
     char *p = item;
 
-    while (n < 4) {
+    /* src[:dst[:ro|rw]]: at most three parts. */
+    while (n < 3) {
         parts[n++] = p;
         p = strchr (p, ':');
         if (p == NULL)
@@ -33,7 +35,7 @@ add_one_bind (struct capsa_opts *o, char *item, capsa_error_t *err)
         *p++ = '\0';
     }
     if (p != NULL || parts[0][0] == '\0')
-        return capsa_error_make (err, 0, "invalid bind specification '%s'", item);
+        return capsa_error_make (err, 0, "invalid bind specification '%s'", orig);
 
     o->binds = xrealloc (o->binds, (o->nbinds + 1) * sizeof (*o->binds));
     b = &o->binds[o->nbinds];
@@ -174,12 +176,14 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             break;
         case OPT_ENV: {
             /* --env takes KEY=VAL[,KEY=VAL...]; a part without '=' belongs
-             * to the previous value (values may contain commas). */
+             * to the previous value of the same --env (values may contain
+             * commas). */
             cleanup_free char *copy = xstrdup (optarg);
             char *save = NULL;
+            size_t first = o->env.n;
             for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save)) {
                 if (strchr (kv, '=') == NULL || kv[0] == '=') {
-                    if (o->env.n == 0)
+                    if (o->env.n == first)
                         return capsa_error_make (err, 0, "invalid --env '%s' (expected KEY=VALUE)", optarg);
                     char *joined = xasprintf ("%s,%s", o->env.v[o->env.n - 1], kv);
                     free (o->env.v[o->env.n - 1]);
@@ -236,6 +240,9 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
+            if (optopt != 0)
+                return capsa_error_make (err, 0, "unknown option '-%c' for '%s' (see 'capsa help %s')", optopt,
+                                         argv[0], argv[0]);
             return capsa_error_make (err, 0, "unknown option '%s' for '%s' (see 'capsa help %s')",
                                      argv[optind - 1], argv[0], argv[0]);
         }

@@ -1,0 +1,585 @@
+/* Unit tests for src/runtime/conf.c: capsa.conf parsing (defaults, every
+ * directive and its values, exact error messages with line numbers) and
+ * the trusted-file checks of capsa_conf_load / capsa_open_trusted_file on
+ * real files (symlink, directory, NUL byte, modes, ownership). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/utils.h"
+#include "runtime/conf.h"
+#include "tap.h"
+
+static char tmpdir[] = "/tmp/capsa-test-conf.XXXXXX";
+
+/* Parse TEXT into a fresh conf; returns the error message (owned) or NULL. */
+static char *
+parse_msg (struct capsa_conf *c, const char *text)
+{
+    capsa_error_t err = NULL;
+    char *msg = NULL;
+
+    capsa_conf_init (c);
+    if (capsa_conf_parse (c, "capsa.conf", text, &err) < 0) {
+        msg = xstrdup (err && err->msg ? err->msg : "(no message)");
+        capsa_error_free (&err);
+    }
+    return msg;
+}
+
+/* Does TEXT parse without error? */
+static bool
+parses (const char *text)
+{
+    struct capsa_conf c;
+    cleanup_free char *msg = parse_msg (&c, text);
+    capsa_conf_free (&c);
+    return msg == NULL;
+}
+
+/* The Nth bind path, or "" when there are fewer. */
+static const char *
+bind_at (const struct capsa_conf *c, size_t n)
+{
+    return n < c->bind_paths.n ? c->bind_paths.v[n] : "";
+}
+
+static bool
+contains (const char *hay, const char *needle)
+{
+    return hay != NULL && strstr (hay, needle) != NULL;
+}
+
+/* ---- defaults ------------------------------------------------------------- */
+
+static void
+test_defaults (void)
+{
+    struct capsa_conf c;
+    capsa_conf_init (&c);
+    CHECK (c.allow_setuid && c.allow_pid_ns && c.allow_ipc_ns && c.allow_uts_ns && c.allow_net_ns
+               && c.allow_user_ns,
+           "defaults: every 'allow ... ns' and 'allow setuid' is yes");
+    CHECK (c.mount_proc && c.mount_sys && c.mount_home && c.mount_tmp, "defaults: mount proc/sys/home/tmp yes");
+    CHECK (c.mount_dev == MOUNT_DEV_MINIMAL, "defaults: mount dev = minimal");
+    CHECK (c.user_bind_control, "defaults: user bind control = yes");
+    CHECK (c.config_passwd && c.config_group && c.config_resolv_conf, "defaults: config passwd/group/resolv_conf yes");
+    CHECK (c.root_default_caps == ROOT_CAPS_FULL, "defaults: root default capabilities = full");
+    CHECK (c.max_loop_devices == 256, "defaults: max loop devices = 256");
+    CHECK (c.setuid_mount_squashfs == TRI_IFLIMITED, "defaults: allow setuid-mount squashfs = iflimited");
+    CHECK (c.setuid_mount_encrypted == TRI_IFLIMITED, "defaults: allow setuid-mount encrypted = iflimited");
+    CHECK (c.bind_paths.n == 0 && c.bind_paths.v == NULL, "defaults: no bind path");
+    capsa_conf_free (&c);
+
+    cleanup_free char *msg = parse_msg (&c, "");
+    CHECK (msg == NULL, "empty text parses");
+    CHECK (c.mount_dev == MOUNT_DEV_MINIMAL && c.max_loop_devices == 256, "empty text keeps the defaults");
+    capsa_conf_free (&c);
+
+    cleanup_free char *msg2 = parse_msg (&c, "# only a comment\n\n   \n\t# indented comment\n");
+    CHECK (msg2 == NULL, "comments and blank lines only: parses");
+    capsa_conf_free (&c);
+}
+
+/* ---- every directive ------------------------------------------------------ */
+
+struct bool_directive {
+    const char *key;
+    size_t off;
+};
+
+#define B(k, f) { k, offsetof (struct capsa_conf, f) }
+static const struct bool_directive bools[] = {
+    B ("allow setuid", allow_setuid),
+    B ("allow pid ns", allow_pid_ns),
+    B ("allow ipc ns", allow_ipc_ns),
+    B ("allow uts ns", allow_uts_ns),
+    B ("allow net ns", allow_net_ns),
+    B ("allow user ns", allow_user_ns),
+    B ("mount proc", mount_proc),
+    B ("mount sys", mount_sys),
+    B ("mount home", mount_home),
+    B ("mount tmp", mount_tmp),
+    B ("user bind control", user_bind_control),
+    B ("config passwd", config_passwd),
+    B ("config group", config_group),
+    B ("config resolv_conf", config_resolv_conf),
+};
+#undef B
+
+static void
+test_bool_directives (void)
+{
+    for (size_t i = 0; i < ARRAY_SIZE (bools); i++) {
+        struct capsa_conf c;
+        cleanup_free char *no = xasprintf ("%s = no\n", bools[i].key);
+        cleanup_free char *yes = xasprintf ("%s = no\n%s = yes\n", bools[i].key, bools[i].key);
+        cleanup_free char *bad = xasprintf ("%s = true\n", bools[i].key);
+        cleanup_free char *want = xasprintf ("capsa.conf:1: 'true' is not a valid value for '%s' (allowed: yes, no)",
+                                             bools[i].key);
+        cleanup_free char *name = NULL;
+
+        cleanup_free char *m1 = parse_msg (&c, no);
+        name = xasprintf ("'%s = no' sets false", bools[i].key);
+        CHECK (m1 == NULL && *(bool *) ((char *) &c + bools[i].off) == false, name);
+        capsa_conf_free (&c);
+        free (name);
+
+        cleanup_free char *m2 = parse_msg (&c, yes);
+        name = xasprintf ("'%s = yes' after 'no' sets true (last one wins)", bools[i].key);
+        CHECK (m2 == NULL && *(bool *) ((char *) &c + bools[i].off) == true, name);
+        capsa_conf_free (&c);
+        free (name);
+
+        cleanup_free char *m3 = parse_msg (&c, bad);
+        name = xasprintf ("'%s = true' refused with the exact message", bools[i].key);
+        CHECK_STR (m3, want, name);
+        capsa_conf_free (&c);
+        free (name);
+        name = NULL;
+    }
+    /* Values are case-sensitive. */
+    CHECK (!parses ("mount proc = Yes\n"), "bool values are case-sensitive ('Yes' refused)");
+    CHECK (!parses ("mount proc =\n"), "empty bool value refused");
+}
+
+static void
+test_enum_directives (void)
+{
+    struct capsa_conf c;
+
+    static const struct {
+        const char *text;
+        enum capsa_mount_dev want;
+    } devs[] = {
+        { "mount dev = yes", MOUNT_DEV_YES },
+        { "mount dev = no", MOUNT_DEV_NO },
+        { "mount dev = minimal", MOUNT_DEV_MINIMAL },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE (devs); i++) {
+        cleanup_free char *m = parse_msg (&c, devs[i].text);
+        cleanup_free char *name = xasprintf ("'%s'", devs[i].text);
+        CHECK (m == NULL && c.mount_dev == devs[i].want, name);
+        capsa_conf_free (&c);
+    }
+    {
+        cleanup_free char *m = parse_msg (&c, "mount dev = full");
+        CHECK_STR (m, "capsa.conf:1: 'full' is not a valid value for 'mount dev' (allowed: yes, no, minimal)",
+                   "'mount dev = full' refused with the exact message");
+        capsa_conf_free (&c);
+    }
+
+    static const struct {
+        const char *text;
+        enum capsa_root_caps want;
+    } caps[] = {
+        { "root default capabilities = full", ROOT_CAPS_FULL },
+        { "root default capabilities = file", ROOT_CAPS_FILE },
+        { "root default capabilities = no", ROOT_CAPS_NO },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE (caps); i++) {
+        cleanup_free char *m = parse_msg (&c, caps[i].text);
+        cleanup_free char *name = xasprintf ("'%s'", caps[i].text);
+        CHECK (m == NULL && c.root_default_caps == caps[i].want, name);
+        capsa_conf_free (&c);
+    }
+    {
+        cleanup_free char *m = parse_msg (&c, "root default capabilities = yes");
+        CHECK_STR (m,
+                   "capsa.conf:1: 'yes' is not a valid value for 'root default capabilities' (allowed: full, file, "
+                   "no)",
+                   "'root default capabilities = yes' refused with the exact message");
+        capsa_conf_free (&c);
+    }
+
+    static const char *const tri_keys[] = { "allow setuid-mount squashfs", "allow setuid-mount encrypted" };
+    static const struct {
+        const char *v;
+        enum capsa_tristate want;
+    } tris[] = { { "yes", TRI_YES }, { "no", TRI_NO }, { "iflimited", TRI_IFLIMITED } };
+    for (size_t k = 0; k < ARRAY_SIZE (tri_keys); k++) {
+        for (size_t i = 0; i < ARRAY_SIZE (tris); i++) {
+            cleanup_free char *text = xasprintf ("%s = %s", tri_keys[k], tris[i].v);
+            cleanup_free char *m = parse_msg (&c, text);
+            cleanup_free char *name = xasprintf ("'%s'", text);
+            enum capsa_tristate got = k == 0 ? c.setuid_mount_squashfs : c.setuid_mount_encrypted;
+            enum capsa_tristate other = k == 0 ? c.setuid_mount_encrypted : c.setuid_mount_squashfs;
+            CHECK (m == NULL && got == tris[i].want && other == TRI_IFLIMITED, name);
+            capsa_conf_free (&c);
+        }
+        cleanup_free char *text = xasprintf ("%s = limited", tri_keys[k]);
+        cleanup_free char *want = xasprintf (
+            "capsa.conf:1: 'limited' is not a valid value for '%s' (allowed: yes, no, iflimited)", tri_keys[k]);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s' refused with the exact message", text);
+        CHECK_STR (m, want, name);
+        capsa_conf_free (&c);
+    }
+}
+
+static void
+test_long_directive (void)
+{
+    struct capsa_conf c;
+    static const struct {
+        const char *v;
+        long want;
+    } ok[] = { { "0", 0 }, { "1", 1 }, { "4096", 4096 }, { "17", 17 } };
+    for (size_t i = 0; i < ARRAY_SIZE (ok); i++) {
+        cleanup_free char *text = xasprintf ("max loop devices = %s", ok[i].v);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s'", text);
+        CHECK (m == NULL && c.max_loop_devices == ok[i].want, name);
+        capsa_conf_free (&c);
+    }
+    static const char *const bad[] = { "4097", "-1", "abc", "12abc", "99999999999999999999999", "1 2" };
+    for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
+        cleanup_free char *text = xasprintf ("max loop devices = %s", bad[i]);
+        cleanup_free char *want = xasprintf (
+            "capsa.conf:1: '%s' is not a valid value for 'max loop devices' (allowed: an integer from 0 to 4096)",
+            bad[i]);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s' refused with the exact message", text);
+        CHECK_STR (m, want, name);
+        CHECK (c.max_loop_devices == 256, "a refused max loop devices leaves the default");
+        capsa_conf_free (&c);
+    }
+}
+
+static void
+test_bind_path (void)
+{
+    struct capsa_conf c;
+    cleanup_free char *m1
+        = parse_msg (&c, "bind path = /opt\n# between\nbind path = /etc/hosts:/etc/hosts2\nbind path = /srv\n"
+                         "bind path = /opt\n");
+    CHECK (m1 == NULL, "several 'bind path' lines parse");
+    CHECK (c.bind_paths.n == 4, "every bind path entry kept, repeated ones too");
+    CHECK_STR (bind_at (&c, 0), "/opt", "bind path 1 in file order");
+    CHECK_STR (bind_at (&c, 1), "/etc/hosts:/etc/hosts2",
+               "bind path 2 keeps ':DESTINATION'");
+    CHECK_STR (bind_at (&c, 2), "/srv", "bind path 3 in file order");
+    CHECK_STR (bind_at (&c, 3), "/opt", "bind path 4: the repeat of 1");
+    CHECK (c.bind_paths.n == 4 && c.bind_paths.v[4] == NULL, "bind path list NULL-terminated");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m2 = parse_msg (&c, "bind path = /a\nbind path = opt\n");
+    CHECK_STR (m2,
+               "capsa.conf:2: 'opt' is not a valid value for 'bind path' (allowed: an absolute path, optionally "
+               "followed by :DESTINATION)",
+               "relative bind path refused with the exact message");
+    capsa_conf_free (&c);
+
+    CHECK (!parses ("bind path = ./opt"), "bind path './opt' refused");
+    CHECK (!parses ("bind path = /opt/../etc"), "bind path with '/../' refused");
+    CHECK (!parses ("bind path ="), "empty bind path refused");
+}
+
+/* ---- line numbers and syntax errors --------------------------------------- */
+
+static void
+test_errors (void)
+{
+    struct capsa_conf c;
+
+    cleanup_free char *m1 = parse_msg (&c,
+                                       "# capsa.conf\n"           /* 1 */
+                                       "\n"                       /* 2 */
+                                       "allow setuid = yes\n"     /* 3 */
+                                       "   # indented comment\n"  /* 4 */
+                                       "\t\n"                     /* 5 */
+                                       "mount proc = no\n"        /* 6 */
+                                       "\n"                       /* 7 */
+                                       "  mount dev = maybe  \n"  /* 8 */
+                                       "mount sys = no\n");       /* 9 */
+    CHECK_STR (m1, "capsa.conf:8: 'maybe' is not a valid value for 'mount dev' (allowed: yes, no, minimal)",
+               "bad value: exact message, line counts comments and blank lines");
+    CHECK (c.mount_proc == false, "lines before the error were applied");
+    CHECK (c.mount_sys == true, "lines after the error were not applied");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m2 = parse_msg (&c, "\n\n\nmount tmp = no");
+    CHECK_STR (m2 == NULL ? "ok" : m2, "ok", "last line without a newline parses");
+    CHECK (c.mount_tmp == false, "last line without a newline is applied");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m2b = parse_msg (&c, "\n\n\nmount tmp = nope");
+    CHECK_STR (m2b, "capsa.conf:4: 'nope' is not a valid value for 'mount tmp' (allowed: yes, no)",
+               "error on a last line without a newline: right line number");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m3 = parse_msg (&c, "# x\nallow setuid = yes\nenable overlay = yes\n");
+    CHECK_STR (m3, "capsa.conf:3: unknown directive 'enable overlay'", "unknown directive: exact message");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m4 = parse_msg (&c, "mount proc = yes\n\n   mount sys   \n");
+    CHECK_STR (m4, "capsa.conf:3: expected 'key = value', got 'mount sys'", "line without '=': exact message");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m5 = parse_msg (&c, "= yes\n");
+    CHECK_STR (m5, "capsa.conf:1: unknown directive ''", "line with an empty key refused");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m6 = parse_msg (&c, "Mount Proc = yes\n");
+    CHECK (contains (m6, "unknown directive 'Mount Proc'"), "directive names are case-sensitive");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m7 = parse_msg (&c, "mount proc = yes # trailing comment\n");
+    CHECK_STR (m7,
+               "capsa.conf:1: 'yes # trailing comment' is not a valid value for 'mount proc' (allowed: yes, no)",
+               "no trailing comments: the whole rest of the line is the value");
+    capsa_conf_free (&c);
+
+    /* The name given is the one in messages. */
+    capsa_error_t err = NULL;
+    capsa_conf_init (&c);
+    CHECK (capsa_conf_parse (&c, "other.conf", "\nbogus = 1\n", &err) < 0 && err
+               && strcmp (err->msg, "other.conf:2: unknown directive 'bogus'") == 0,
+           "messages use the NAME given to capsa_conf_parse");
+    capsa_error_free (&err);
+    capsa_conf_free (&c);
+
+    /* CRLF: '\r' is whitespace and trimmed. */
+    cleanup_free char *m8 = parse_msg (&c, "mount proc = no\r\nmount sys = no\r\n");
+    CHECK (m8 == NULL && !c.mount_proc && !c.mount_sys, "CRLF line ends accepted");
+    capsa_conf_free (&c);
+}
+
+static void
+test_whitespace (void)
+{
+    struct capsa_conf c;
+    cleanup_free char *m = parse_msg (&c,
+                                      "   mount proc=no\n"
+                                      "\tmount sys\t=\tno\t\n"
+                                      "max loop devices      =       12    \n"
+                                      "  bind path =   /opt/x:/y  \n"
+                                      "allow setuid-mount squashfs=yes\n");
+    CHECK (m == NULL, "whitespace around keys and values accepted");
+    CHECK (!c.mount_proc, "'   mount proc=no' (no spaces around '=')");
+    CHECK (!c.mount_sys, "tabs around key, '=' and value trimmed");
+    CHECK (c.max_loop_devices == 12, "many spaces around '=' trimmed");
+    CHECK_STR (bind_at (&c, 0), "/opt/x:/y", "bind path value trimmed");
+    CHECK (c.setuid_mount_squashfs == TRI_YES, "'key=value' without spaces");
+    capsa_conf_free (&c);
+
+    /* Inner whitespace of a key is significant. */
+    CHECK (!parses ("mount  proc = no\n"), "two spaces inside a key: unknown directive");
+
+    /* A value may contain '=' (only the first one splits). */
+    cleanup_free char *m2 = parse_msg (&c, "bind path = /a=b\n");
+    CHECK (m2 == NULL && c.bind_paths.n == 1 && strcmp (c.bind_paths.v[0], "/a=b") == 0,
+           "only the first '=' separates key and value");
+    capsa_conf_free (&c);
+
+    /* The shipped capsa.conf parses. */
+    int fd = open ("etc/capsa.conf", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char *text = NULL;
+        capsa_error_t err = NULL;
+        if (read_fd_all (fd, 1 << 20, &text, NULL, &err) == 0) {
+            cleanup_free char *m3 = parse_msg (&c, text);
+            CHECK (m3 == NULL, "the shipped etc/capsa.conf parses");
+            if (m3)
+                printf ("# %s\n", m3);
+            capsa_conf_free (&c);
+        } else {
+            capsa_error_free (&err);
+        }
+        free (text);
+        close (fd);
+    }
+}
+
+/* ---- files: capsa_conf_load / capsa_open_trusted_file --------------------- */
+
+static char *
+write_tmp (const char *name, const void *buf, size_t len, mode_t mode)
+{
+    char *path = xasprintf ("%s/%s", tmpdir, name);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all (fd, buf, len) < 0 || fchmod (fd, mode) < 0) {
+        perror (path);
+        exit (2);
+    }
+    close (fd);
+    return path;
+}
+
+/* capsa_conf_load on PATH; returns the error message (owned) or NULL. */
+static char *
+load_msg (struct capsa_conf *c, const char *path, bool strict)
+{
+    capsa_error_t err = NULL;
+    char *msg = NULL;
+    capsa_conf_init (c);
+    if (capsa_conf_load (c, path, strict, &err) < 0) {
+        msg = xstrdup (err && err->msg ? err->msg : "(no message)");
+        capsa_error_free (&err);
+    }
+    return msg;
+}
+
+static char *
+open_msg (const char *path, bool strict, int *fdout)
+{
+    capsa_error_t err = NULL;
+    int fd = capsa_open_trusted_file (path, strict, &err);
+    *fdout = fd;
+    if (fd >= 0)
+        return NULL;
+    char *msg = xstrdup (err && err->msg ? err->msg : "(no message)");
+    capsa_error_free (&err);
+    return msg;
+}
+
+static void
+test_files (void)
+{
+    struct capsa_conf c;
+    bool root = geteuid () == 0;
+    static const char good_text[] = "# test\nmount proc = no\nbind path = /opt\n";
+    cleanup_free char *good = write_tmp ("capsa.conf", good_text, sizeof (good_text) - 1, 0644);
+
+    /* A good file, in both modes (strict only holds when we are root: the
+     * file is ours). */
+    cleanup_free char *m1 = load_msg (&c, good, false);
+    CHECK (m1 == NULL && !c.mount_proc && c.bind_paths.n == 1, "load: a good file (non-strict)");
+    capsa_conf_free (&c);
+    if (root) {
+        cleanup_free char *m2 = load_msg (&c, good, true);
+        CHECK (m2 == NULL && !c.mount_proc, "load: a good root-owned 0644 file (strict)");
+        capsa_conf_free (&c);
+    }
+
+    /* The message names the file's base name and the line. */
+    static const char bad_text[] = "\n# c\nmount dev = maybe\n";
+    cleanup_free char *bad = write_tmp ("bad.conf", bad_text, sizeof (bad_text) - 1, 0644);
+    cleanup_free char *m3 = load_msg (&c, bad, false);
+    CHECK_STR (m3, "bad.conf:3: 'maybe' is not a valid value for 'mount dev' (allowed: yes, no, minimal)",
+               "load: a bad value names the file's base name and the line");
+    capsa_conf_free (&c);
+
+    /* A symbolic link, even to a good file, in both modes. */
+    cleanup_free char *link = xasprintf ("%s/link.conf", tmpdir);
+    if (symlink (good, link) < 0) {
+        perror (link);
+        exit (2);
+    }
+    int fd;
+    cleanup_free char *m4 = load_msg (&c, link, false);
+    CHECK (contains (m4, "symbolic link"), "load: a symlink refused (non-strict), message says 'symbolic link'");
+    capsa_conf_free (&c);
+    cleanup_free char *m5 = open_msg (link, true, &fd);
+    CHECK (fd < 0 && contains (m5, "symbolic link") && contains (m5, link),
+           "open_trusted: a symlink refused (strict), message names the path");
+
+    /* A directory. */
+    cleanup_free char *dir = xasprintf ("%s/dir.conf", tmpdir);
+    if (mkdir (dir, 0755) < 0) {
+        perror (dir);
+        exit (2);
+    }
+    cleanup_free char *m6 = load_msg (&c, dir, false);
+    CHECK (contains (m6, "not a regular file"), "load: a directory refused (non-strict)");
+    capsa_conf_free (&c);
+    cleanup_free char *m7 = open_msg (dir, true, &fd);
+    CHECK (fd < 0 && m7 != NULL, "open_trusted: a directory refused (strict)");
+
+    /* A NUL byte. */
+    static const char nul_text[] = "mount proc = no\n\0mount sys = no\n";
+    cleanup_free char *nul = write_tmp ("nul.conf", nul_text, sizeof (nul_text) - 1, 0644);
+    cleanup_free char *m8 = load_msg (&c, nul, false);
+    CHECK (contains (m8, "NUL byte"), "load: a file with a NUL byte refused");
+    capsa_conf_free (&c);
+
+    /* Group- and other-writable files: refused in strict mode only. */
+    cleanup_free char *gw = write_tmp ("gw.conf", good_text, sizeof (good_text) - 1, 0664);
+    cleanup_free char *m9 = load_msg (&c, gw, true);
+    CHECK (m9 != NULL, "load: a group-writable file refused in strict mode");
+    if (root)
+        CHECK (contains (m9, "writable by group or others"), "group-writable: the message says why");
+    capsa_conf_free (&c);
+    cleanup_free char *m10 = load_msg (&c, gw, false);
+    CHECK (m10 == NULL && !c.mount_proc, "load: a group-writable file accepted in non-strict mode");
+    capsa_conf_free (&c);
+
+    cleanup_free char *ow = write_tmp ("ow.conf", good_text, sizeof (good_text) - 1, 0646);
+    cleanup_free char *m11 = open_msg (ow, true, &fd);
+    CHECK (fd < 0 && m11 != NULL, "open_trusted: an other-writable file refused in strict mode");
+    cleanup_free char *m12 = open_msg (ow, false, &fd);
+    CHECK (fd >= 0 && m12 == NULL, "open_trusted: an other-writable file accepted in non-strict mode");
+    if (fd >= 0)
+        close (fd);
+
+    /* A missing file. */
+    cleanup_free char *missing = xasprintf ("%s/missing.conf", tmpdir);
+    cleanup_free char *m13 = open_msg (missing, false, &fd);
+    CHECK (fd < 0 && contains (m13, "missing.conf"), "open_trusted: a missing file refused, message names it");
+
+    /* The descriptor returned is close-on-exec and reads the file. */
+    cleanup_free char *m14 = open_msg (good, false, &fd);
+    if (fd >= 0) {
+        char buf[8] = { 0 };
+        CHECK (m14 == NULL && (fcntl (fd, F_GETFD) & FD_CLOEXEC) && read (fd, buf, 6) == 6
+                   && memcmp (buf, "# test", 6) == 0,
+               "open_trusted: returns a readable close-on-exec descriptor");
+        close (fd);
+    } else {
+        CHECK (0, "open_trusted: returns a readable close-on-exec descriptor");
+    }
+
+    /* Not owned by root: only testable as root (chown to uid 1). */
+    if (root) {
+        cleanup_free char *u1 = write_tmp ("uid1.conf", good_text, sizeof (good_text) - 1, 0644);
+        if (chown (u1, 1, 0) < 0) {
+            perror (u1);
+            exit (2);
+        }
+        cleanup_free char *m15 = load_msg (&c, u1, true);
+        CHECK (contains (m15, "not owned by root"), "load: a file owned by uid 1 refused in strict mode");
+        capsa_conf_free (&c);
+        cleanup_free char *m16 = load_msg (&c, u1, false);
+        CHECK (m16 == NULL, "load: a file owned by uid 1 accepted in non-strict mode");
+        capsa_conf_free (&c);
+    } else {
+        printf ("ok %d - # SKIP ownership check needs root\n", ++tap_n);
+    }
+}
+
+static void
+cleanup_tmp (void)
+{
+    static const char *const names[] = { "capsa.conf", "bad.conf", "link.conf", "nul.conf", "gw.conf",
+                                         "ow.conf",    "uid1.conf" };
+    for (size_t i = 0; i < ARRAY_SIZE (names); i++) {
+        cleanup_free char *p = xasprintf ("%s/%s", tmpdir, names[i]);
+        unlink (p);
+    }
+    cleanup_free char *d = xasprintf ("%s/dir.conf", tmpdir);
+    rmdir (d);
+    rmdir (tmpdir);
+}
+
+int
+main (void)
+{
+    if (mkdtemp (tmpdir) == NULL) {
+        perror ("mkdtemp");
+        return 2;
+    }
+    test_defaults ();
+    test_bool_directives ();
+    test_enum_directives ();
+    test_long_directive ();
+    test_bind_path ();
+    test_errors ();
+    test_whitespace ();
+    test_files ();
+    cleanup_tmp ();
+    return tap_done ();
+}
