@@ -98,7 +98,8 @@ install: $(CAPSA) $(STARTER)
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json || install -m 0644 etc/capability.json $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json
-	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt
+	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles
+	install -m 0644 etc/seccomp-profiles/default.json $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles/default.json
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter

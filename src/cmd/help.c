@@ -51,6 +51,8 @@ static const char action_options[] =
     "      --keep-privs              root only: keep all of root's capabilities\n"
     "      --no-privs                drop every capability (wins over --keep-privs)\n"
     "      --allow-setuid            root only: honour setuid bits inside the image\n"
+    "      --security KEY:VALUE      seccomp:PROFILE.json, uid:N, gid:N[:N...] (root only\n"
+    "                                in setuid mode), selinux:LABEL, apparmor:PROFILE\n"
     "\n"
     "Every option has a CAPSA_ variable (CAPSA_BIND, CAPSA_CONTAIN=1, ...); flags win.\n"
     "The command's exit status is passed on (128+N after signal N); capsa's own\n"

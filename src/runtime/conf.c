@@ -30,15 +30,28 @@ capsa_conf_init (struct capsa_conf *c)
     c->max_loop_devices = 256;
     c->setuid_mount_squashfs = TRI_IFLIMITED;
     c->setuid_mount_encrypted = TRI_IFLIMITED;
+    c->allow_container_sif = c->allow_container_encrypted = true;
+    c->allow_container_squashfs = c->allow_container_dir = true;
+}
+
+bool
+capsa_conf_limited (const struct capsa_conf *c)
+{
+    return c->limit_owners.n > 0 || c->limit_groups.n > 0 || c->limit_paths.n > 0;
 }
 
 void
 capsa_conf_free (struct capsa_conf *c)
 {
     strv_free (&c->bind_paths);
+    strv_free (&c->limit_owners);
+    strv_free (&c->limit_groups);
+    strv_free (&c->limit_paths);
+    free (c->seccomp_profile);
+    c->seccomp_profile = NULL;
 }
 
-enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH };
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE };
 
 struct directive {
     const char *key;
@@ -68,6 +81,14 @@ static const struct directive directives[] = {
     D ("allow setuid-mount squashfs", K_TRI, setuid_mount_squashfs),
     D ("allow setuid-mount encrypted", K_TRI, setuid_mount_encrypted),
     D ("bind path", K_BINDPATH, bind_paths),
+    D ("limit container owners", K_NAMES, limit_owners),
+    D ("limit container groups", K_NAMES, limit_groups),
+    D ("limit container paths", K_PATHS, limit_paths),
+    D ("allow container sif", K_BOOL, allow_container_sif),
+    D ("allow container encrypted", K_BOOL, allow_container_encrypted),
+    D ("allow container squashfs", K_BOOL, allow_container_squashfs),
+    D ("allow container dir", K_BOOL, allow_container_dir),
+    D ("seccomp profile", K_FILE, seccomp_profile),
 };
 #undef D
 
@@ -87,6 +108,12 @@ allowed_values (enum kind k)
         return "an integer from 0 to 4096";
     case K_BINDPATH:
         return "an absolute path, optionally followed by :DESTINATION";
+    case K_NAMES:
+        return "a comma-separated list of names";
+    case K_PATHS:
+        return "a comma-separated list of absolute paths";
+    case K_FILE:
+        return "an absolute path";
     }
     return "";
 }
@@ -141,6 +168,27 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
         if (parse_long (value, 0, 4096, &l) < 0)
             return -1;
         *(long *) field = l;
+        return 0;
+    case K_NAMES:
+    case K_PATHS: {
+        /* Comma-separated; each item non-empty, paths absolute. */
+        struct strv *list = field;
+        cleanup_free char *copy = xstrdup (value);
+        char *save = NULL;
+        size_t before = list->n;
+        for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+            item = trim (item);
+            if (*item == '\0' || (d->kind == K_PATHS && item[0] != '/') || (d->kind == K_NAMES && strchr (item, '/')))
+                return -1;
+            strv_push (list, item);
+        }
+        return list->n > before ? 0 : -1;
+    }
+    case K_FILE:
+        if (value[0] != '/' || strstr (value, "/../") != NULL)
+            return -1;
+        free (*(char **) field);
+        *(char **) field = xstrdup (value);
         return 0;
     case K_BINDPATH: {
         /* SRC[:DST], both absolute, no ".." component. */

@@ -37,7 +37,15 @@ struct capsa_conf {
     enum capsa_tristate setuid_mount_squashfs;
     enum capsa_tristate setuid_mount_encrypted;
     struct strv bind_paths; /* "src[:dst]" entries, in file order */
+
+    /* Which images a user may run in setuid mode (empty: no limit). */
+    struct strv limit_owners, limit_groups, limit_paths;
+    bool allow_container_sif, allow_container_encrypted, allow_container_squashfs, allow_container_dir;
+    char *seccomp_profile; /* forced on every container, or NULL */
 };
+
+/* Does any 'limit container ...' restrict which images may run? */
+bool capsa_conf_limited (const struct capsa_conf *c);
 
 void capsa_conf_init (struct capsa_conf *c);
 void capsa_conf_free (struct capsa_conf *c);

@@ -81,8 +81,12 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
     /* An image file is parsed by a kernel file system only where that is
      * safe: always for root; for a setuid user only if the administrator
      * says so (DESIGN 2; iflimited needs limits this build does not have). */
+    if (capsa_security_check_image (c, false, err) < 0)
+        return -1;
+    bool kernel_ok = c->conf->setuid_mount_squashfs == TRI_YES
+                     || (c->conf->setuid_mount_squashfs == TRI_IFLIMITED && capsa_conf_limited (c->conf));
     c->use_fuse = c->image.kind != IMAGE_DIR
-                  && (c->mode == MODE_USERNS || (c->mode == MODE_SETUID && c->conf->setuid_mount_squashfs != TRI_YES));
+                  && (c->mode == MODE_USERNS || (c->mode == MODE_SETUID && !kernel_ok));
     verbosef ("image %s (%s), %s mode%s", c->image.path, capsa_image_kind_name (c->image.kind),
               c->mode == MODE_ROOT ? "root" : c->mode == MODE_SETUID ? "setuid" : "user namespace",
               c->use_fuse ? ", mounted with FUSE" : "");
@@ -636,6 +640,12 @@ child_main (struct capsa_container *c, int sock, pid_t monitor)
         char go;
         if (read (sock, &go, 1) != 1 || go != 'G')
             _exit (CAPSA_EXIT_FATAL);
+        /* Inside the namespace the caller is the --security uid/gid when
+         * given (the monitor mapped those ids to the caller's). */
+        if (o->target_uid >= 0)
+            c->user.uid = (uid_t) o->target_uid;
+        if (o->ntarget_gids > 0)
+            c->user.gid = o->target_gids[0];
     }
 
     /* Open everything the user named, with the user's own rights, in this
@@ -676,6 +686,9 @@ child_main (struct capsa_container *c, int sock, pid_t monitor)
     if (capsa_drop_privileges (c, &err) < 0)
         child_fail (&err);
     close (sock);
+    /* Last of all: LSM labels and seccomp filters. */
+    if (capsa_security_apply (c, &err) < 0)
+        child_fail (&err);
 
     /* Through the image's shell when it has environment scripts, so they
      * are sourced in name order as Apptainer does; else directly. */
@@ -746,19 +759,23 @@ spawn_squashfuse (struct capsa_container *c, int fusefd, int imgfd, uint64_t off
     return pid;
 }
 
+/* One id each: the caller's own, seen inside as itself or as the
+ * --security uid/gid. */
 static int
-write_maps (pid_t pid, const struct capsa_user *u, capsa_error_t *err)
+write_maps (pid_t pid, const struct capsa_user *u, const struct capsa_opts *o, capsa_error_t *err)
 {
     char path[64], map[64];
+    unsigned long inside_uid = o->target_uid >= 0 ? (unsigned long) o->target_uid : u->uid;
+    unsigned long inside_gid = o->ntarget_gids > 0 ? o->target_gids[0] : u->gid;
     snprintf (path, sizeof (path), "/proc/%d/setgroups", pid);
     if (write_file (path, "deny", err) < 0)
         return -1;
     snprintf (path, sizeof (path), "/proc/%d/uid_map", pid);
-    snprintf (map, sizeof (map), "%u %u 1\n", u->uid, u->uid);
+    snprintf (map, sizeof (map), "%lu %u 1\n", inside_uid, u->uid);
     if (write_file (path, map, err) < 0)
         return -1;
     snprintf (path, sizeof (path), "/proc/%d/gid_map", pid);
-    snprintf (map, sizeof (map), "%u %u 1\n", u->gid, u->gid);
+    snprintf (map, sizeof (map), "%lu %u 1\n", inside_gid, u->gid);
     return write_file (path, map, err);
 }
 
@@ -831,7 +848,7 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         sigaction (fwd[i], &sa, NULL);
 
     if (c->mode == MODE_USERNS) {
-        if (write_maps (pid, &c->user, err) < 0 || write (sv[0], "G", 1) != 1) {
+        if (write_maps (pid, &c->user, o, err) < 0 || write (sv[0], "G", 1) != 1) {
             kill (pid, SIGKILL);
             waitpid (pid, NULL, 0);
             close (sv[0]);

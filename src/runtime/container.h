@@ -71,6 +71,10 @@ struct capsa_container {
     capsa_capset_t own_caps; /* what the starter itself holds (root: permitted) */
     const char *grants_path;
 
+    void *seccomp_progs[10]; /* compiled filters, loaded last */
+    size_t seccomp_lens[10];
+    size_t nseccomp;
+
     struct strv env;      /* environment of the command, before env scripts */
     struct strv env_override; /* KEY=VALUE applied after the env scripts */
 };
@@ -86,6 +90,13 @@ int capsa_container_run (struct capsa_container *c, capsa_error_t *err);
 /* Decide c->caps from the mode, capsa.conf, capability.json and the
  * options; warns about refused and unknown names (src/runtime/capspolicy.c). */
 int capsa_caps_select (struct capsa_container *c, capsa_error_t *err);
+
+/* --security and the administrator's limits (src/runtime/security.c):
+ * checks and compiled filters before the namespaces exist; the limits on
+ * the opened image; LSM labels and seccomp filters just before exec. */
+int capsa_security_prepare (struct capsa_container *c, capsa_error_t *err);
+int capsa_security_check_image (struct capsa_container *c, bool encrypted, capsa_error_t *err);
+int capsa_security_apply (struct capsa_container *c, capsa_error_t *err);
 
 /* Environment and /etc files (src/runtime/env.c). */
 void capsa_env_build (struct capsa_container *c);

@@ -76,6 +76,51 @@ capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err
     return 0;
 }
 
+int
+capsa_opts_add_security (struct capsa_opts *o, const char *value, capsa_error_t *err)
+{
+    const char *colon = strchr (value, ':');
+    const char *arg = colon ? colon + 1 : NULL;
+    size_t klen = colon ? (size_t) (colon - value) : 0;
+    long n;
+
+    if (colon == NULL || *arg == '\0')
+        return capsa_error_make (err, 0,
+                                 "invalid --security '%s' (expected seccomp:PATH, uid:N, gid:N[:N...], "
+                                 "selinux:LABEL or apparmor:PROFILE)",
+                                 value);
+    if (klen == 7 && strncmp (value, "seccomp", 7) == 0) {
+        strv_push (&o->seccomp_paths, arg);
+    } else if (klen == 3 && strncmp (value, "uid", 3) == 0) {
+        if (parse_long (arg, 0, 0xfffffffeL, &n) < 0)
+            return capsa_error_make (err, 0, "invalid --security '%s': uid must be a number", value);
+        o->target_uid = n;
+    } else if (klen == 3 && strncmp (value, "gid", 3) == 0) {
+        cleanup_free char *copy = xstrdup (arg);
+        char *save = NULL;
+        o->ntarget_gids = 0;
+        for (char *g = strtok_r (copy, ":", &save); g; g = strtok_r (NULL, ":", &save)) {
+            if (parse_long (g, 0, 0xfffffffeL, &n) < 0 || o->ntarget_gids >= (int) ARRAY_SIZE (o->target_gids))
+                return capsa_error_make (err, 0, "invalid --security '%s': gids must be numbers", value);
+            o->target_gids[o->ntarget_gids++] = (gid_t) n;
+        }
+        if (o->ntarget_gids == 0)
+            return capsa_error_make (err, 0, "invalid --security '%s': gids must be numbers", value);
+    } else if (klen == 7 && strncmp (value, "selinux", 7) == 0) {
+        free (o->selinux);
+        o->selinux = xstrdup (arg);
+    } else if (klen == 8 && strncmp (value, "apparmor", 8) == 0) {
+        free (o->apparmor);
+        o->apparmor = xstrdup (arg);
+    } else {
+        return capsa_error_make (err, 0,
+                                 "invalid --security '%s': unknown key '%.*s' (allowed: seccomp, uid, gid, selinux, "
+                                 "apparmor)",
+                                 value, (int) klen, value);
+    }
+    return 0;
+}
+
 enum {
     OPT_NO_HOME = 1000,
     OPT_PWD,
@@ -89,6 +134,8 @@ enum {
     OPT_KEEP_PRIVS,
     OPT_NO_PRIVS,
     OPT_ALLOW_SETUID,
+    OPT_SECURITY,
+    OPT_SECCOMP_FD,
 };
 
 static const struct option long_opts[] = {
@@ -114,6 +161,8 @@ static const struct option long_opts[] = {
     { "keep-privs", no_argument, NULL, OPT_KEEP_PRIVS },
     { "no-privs", no_argument, NULL, OPT_NO_PRIVS },
     { "allow-setuid", no_argument, NULL, OPT_ALLOW_SETUID },
+    { "security", required_argument, NULL, OPT_SECURITY },
+    { "seccomp-fd", required_argument, NULL, OPT_SECCOMP_FD },
     { NULL, 0, NULL, 0 },
 };
 
@@ -138,6 +187,7 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
     int c;
 
     memset (o, 0, sizeof (*o));
+    o->target_uid = -1;
     if (argc < 1 || capsa_action_from_name (argv[0], &o->action) < 0)
         return capsa_error_make (err, 0, "unknown action '%s'", argc > 0 ? argv[0] : "");
 
@@ -237,6 +287,17 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         case OPT_ALLOW_SETUID:
             o->allow_setuid = true;
             break;
+        case OPT_SECURITY:
+            if (capsa_opts_add_security (o, optarg, err) < 0)
+                return -1;
+            break;
+        case OPT_SECCOMP_FD: {
+            long fd;
+            if (parse_long (optarg, 3, 1 << 20, &fd) < 0 || o->nseccomp_fds >= ARRAY_SIZE (o->seccomp_fds))
+                return capsa_error_make (err, 0, "invalid --seccomp-fd '%s'", optarg);
+            o->seccomp_fds[o->nseccomp_fds++] = (int) fd;
+            break;
+        }
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -287,6 +348,9 @@ capsa_opts_free (struct capsa_opts *o)
     free (o->shell);
     free (o->add_caps);
     free (o->drop_caps);
+    free (o->selinux);
+    free (o->apparmor);
+    strv_free (&o->seccomp_paths);
     strv_free (&o->env);
     strv_free (&o->env_files);
     memset (o, 0, sizeof (*o));

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "lib/error.h"
 #include "lib/utils.h"
@@ -43,7 +44,19 @@ struct capsa_opts {
     /* Capabilities (comma-separated lists, accumulated over repeats). */
     char *add_caps, *drop_caps;
     bool keep_privs, no_privs, allow_setuid;
+
+    /* --security values. */
+    struct strv seccomp_paths;   /* seccomp:PATH (compiled by the front end) */
+    int seccomp_fds[8];          /* --seccomp-fd=N: compiled programs */
+    size_t nseccomp_fds;
+    long target_uid;             /* uid:N, -1 when not given */
+    gid_t target_gids[32];       /* gid:N[:N...] */
+    int ntarget_gids;
+    char *selinux, *apparmor;
 };
+
+/* Parse one --security value into o (split on the first colon only). */
+int capsa_opts_add_security (struct capsa_opts *o, const char *value, capsa_error_t *err);
 
 int capsa_action_from_name (const char *name, enum capsa_action *out);
 

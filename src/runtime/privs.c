@@ -169,10 +169,33 @@ capsa_drop_privileges (struct capsa_container *c, capsa_error_t *err)
     const struct capsa_user *u = &c->user;
     const capsa_capset_t keep = c->caps;
 
+    if (c->mode == MODE_ROOT && c->opts->target_uid > 0) {
+        /* Root asked to run as another uid (--security uid:N [gid:...]):
+         * that uid gets no capabilities and no_new_privs, unless
+         * --allow-setuid lets setuid binaries of the image work. */
+        const struct capsa_opts *o = c->opts;
+        gid_t gid = o->ntarget_gids > 0 ? o->target_gids[0] : 0;
+        if (setgroups ((size_t) o->ntarget_gids, o->target_gids) < 0)
+            return capsa_error_make (err, errno, "setgroups");
+        if (!o->allow_setuid && limit_bounding_set (0, err) < 0)
+            return -1;
+        if (setresgid (gid, gid, gid) < 0 || setresuid ((uid_t) o->target_uid, (uid_t) o->target_uid, (uid_t) o->target_uid) < 0)
+            return capsa_error_make (err, errno, "cannot change to uid %ld", o->target_uid);
+        if (set_all_sets (0, err) < 0)
+            return -1;
+        if (!o->allow_setuid && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            return capsa_error_make (err, errno, "cannot set no_new_privs");
+        return 0;
+    }
     if (c->mode == MODE_ROOT) {
         /* Root keeps its identity; its capabilities are limited only when
          * the policy says so (a bounding set of KEEP is enough for exec as
          * root, the other sets are set for a predictable view). */
+        if (c->opts->ntarget_gids > 0) {
+            if (setgroups ((size_t) c->opts->ntarget_gids, c->opts->target_gids) < 0
+                || setresgid (c->opts->target_gids[0], c->opts->target_gids[0], c->opts->target_gids[0]) < 0)
+                return capsa_error_make (err, errno, "cannot change to gid %u", c->opts->target_gids[0]);
+        }
         if (keep == c->own_caps && !c->opts->no_privs)
             return 0;
         if (limit_bounding_set (keep, err) < 0 || set_all_sets (keep, err) < 0)

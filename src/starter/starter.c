@@ -29,11 +29,15 @@
 extern char **environ;
 
 /* Standard descriptors must exist (else a file we open could become
- * stdout), and nothing else may be inherited. */
+ * stdout), and nothing else may be inherited but the descriptors the
+ * front end named with --seccomp-fd=N (compiled filters, checked later
+ * like any other user input). */
 static void
-sanitize_fds (void)
+sanitize_fds (int argc, char **argv)
 {
     struct stat st;
+    int keep[9];
+    int nkeep = 0;
     for (int fd = 0; fd <= 2; fd++) {
         if (fstat (fd, &st) < 0 && errno == EBADF) {
             int n = open ("/dev/null", O_RDWR);
@@ -41,9 +45,33 @@ sanitize_fds (void)
                 _exit (CAPSA_EXIT_FATAL);
         }
     }
-    if (close_range (3, ~0U, 0) < 0)
-        for (int fd = 3; fd < 1024; fd++)
-            close (fd);
+    for (int i = 1; i < argc && nkeep < 8; i++) {
+        long fd;
+        if (strncmp (argv[i], "--seccomp-fd=", 13) == 0 && parse_long (argv[i] + 13, 3, 1 << 20, &fd) == 0)
+            keep[nkeep++] = (int) fd;
+    }
+    /* Close everything from 3 up, skipping the kept ones (sorted). */
+    for (int i = 0; i < nkeep; i++)
+        for (int j = i + 1; j < nkeep; j++)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    keep[nkeep] = -1;
+    unsigned int from = 3;
+    for (int i = 0; i <= nkeep; i++) {
+        unsigned int to = keep[i] < 0 ? ~0U : (unsigned int) keep[i] - 1;
+        if (keep[i] >= 0 && (unsigned int) keep[i] < from)
+            continue;
+        if (to >= from && close_range (from, to, 0) < 0 && to != ~0U)
+            for (unsigned int fd = from; fd <= to; fd++)
+                close ((int) fd);
+        if (keep[i] >= 0) {
+            fcntl (keep[i], F_SETFD, FD_CLOEXEC);
+            from = (unsigned int) keep[i] + 1;
+        }
+    }
 }
 
 /* Keep the caller's environment only as data for the command inside; the
@@ -94,7 +122,7 @@ main (int argc, char **argv)
     bool setuid_install = geteuid () == 0 && uid != 0;
     int i = 1, rc;
 
-    sanitize_fds ();
+    sanitize_fds (argc, argv);
     memset (&c, 0, sizeof (c));
     sanitize_environment (&c.host_env);
     umask (022);
@@ -149,7 +177,7 @@ main (int argc, char **argv)
     c.opts = &opts;
     c.stage_dir = xstrdup (CAPSA_LIBEXECDIR "/mnt");
     c.grants_path = CAPSA_SYSCONFDIR "/capability.json";
-    if (capsa_caps_select (&c, &err) < 0)
+    if (capsa_caps_select (&c, &err) < 0 || capsa_security_prepare (&c, &err) < 0)
         capsa_error_fatal (&err);
     c.host_cwd = getcwd (NULL, 0);
     if (c.host_cwd == NULL)

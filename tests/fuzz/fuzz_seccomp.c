@@ -1,0 +1,26 @@
+/* libFuzzer target: the seccomp profile compiler (OCI/Docker JSON), which
+ * turns user-supplied profiles into BPF before the starter loads them.
+ *
+ * fuzz-sources: src/runtime/seccomp.c
+ * fuzz-libs: -ljson-c -lseccomp
+ */
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "runtime/seccomp.h"
+
+int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+    static int sink = -1;
+    capsa_error_t err = NULL;
+    if (sink < 0)
+        sink = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+    capsa_seccomp_compile ("fuzz.json", (const char *) data, size, sink, &err);
+    capsa_error_free (&err);
+    return 0;
+}
