@@ -410,8 +410,15 @@ setup_dev (struct capsa_container *c, int rootfd, capsa_error_t *err)
         if (mount_new (rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666", err) < 0)
             return -1;
     }
-    if (mount_new (rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err) < 0)
+    /* The host's /dev/shm, as Apptainer does, so that shared-memory
+     * transports (MPI) work between containers of one job; a private one
+     * when contained. */
+    if (c->opts->contain) {
+        if (mount_new (rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err) < 0)
+            return -1;
+    } else if (bind_host (rootfd, "/dev/shm", "/dev/shm", true, MS_NOSUID | MS_NODEV, err) < 0) {
         return -1;
+    }
     return 0;
 }
 

@@ -153,6 +153,12 @@ expect_eq "user in the container's passwd and group" "$U:$UID_U
 $U" "$OUT"
 run "$CAPSA" exec "$IMG_DIR" sh -c 'test -c /dev/null && test -c /dev/urandom && test -d /dev/pts && test -d /dev/shm && echo dev-ok'
 expect_eq "minimal /dev" "dev-ok" "$OUT"
+touch /dev/shm/capsa-shm-marker
+run_user "$CAPSA exec $IMG_DIR ls /dev/shm/capsa-shm-marker"
+expect_eq "the host's /dev/shm is shared (MPI shared memory)" "/dev/shm/capsa-shm-marker" "$OUT"
+run_user "$CAPSA exec --contain $IMG_DIR sh -c 'ls -A /dev/shm | wc -l'"
+expect_eq "--contain: private /dev/shm" "0" "$OUT"
+rm -f /dev/shm/capsa-shm-marker
 run_user "$CAPSA exec $IMG_DIR sh -c 'echo x > /dev/null && head -c 4 /dev/zero | wc -c'"
 expect_eq "/dev/null and /dev/zero work for a user" "4" "$OUT"
 
