@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Start-up benchmarks: capsa against bubblewrap and Charliecloud (ch-run)
+# running /bin/true in a Debian bookworm minbase tree, in each of capsa's
+# modes, plus SIF start-up against loop/FUSE mount + bwrap.  Called by
+# `make bench`; see docs/performance.md for what is measured and why.
+#
+# Needs root (it runs the root mode itself and the other modes as a test
+# user through runuser), hyperfine, and jq or python3.  bwrap, ch-run,
+# squashfuse_ll and fusermount3 are the peers: a missing or failing peer is
+# reported and left out, the rest still runs.  No crun/podman/docker needed.
+#
+# Environment:
+#   CAPSA_PREFIX   installed capsa to measure           [/opt/capsa-check]
+#   BENCH_USER     unprivileged user (made if missing)  [capsa-u1]
+#   BENCH_RUNS     hyperfine --runs                     [100]
+#   BENCH_WARMUP   hyperfine --warmup                   [5]
+#   BENCH_STRICT   1: exit 1 when a goal is not met     [0]
+#   FIXTURES       shared fixtures (for the SIF probe)  [../shared/fixtures]
+#   CAPSA_TEST_CACHE  fixture cache (tests/fixtures.sh) [/var/cache/capsa-test]
+# Exit status: 0 when everything ran, 1 when a goal is missed under
+# BENCH_STRICT=1 or a capsa command failed, 2 when the bench cannot run.
+set -u
+export LC_ALL=C
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+
+CAPSA_PREFIX=${CAPSA_PREFIX:-/opt/capsa-check}
+CAPSA=$CAPSA_PREFIX/bin/capsa
+STARTER=$CAPSA_PREFIX/libexec/capsa/starter
+BUSER=${BENCH_USER:-capsa-u1}
+RUNS=${BENCH_RUNS:-100}
+WARMUP=${BENCH_WARMUP:-5}
+FIXTURES=${FIXTURES:-$top/../shared/fixtures}
+
+# Goals: capsa's mean divided by the peer's mean must be at most this.
+declare -A GOAL=([root/bwrap]=0.8 [setuid/bwrap]=0.8 [userns/ch-run]=1.0 [sif/loop+bwrap]=0.6)
+
+die () { echo "bench: $*" >&2; exit 2; }
+note () { echo "bench: $*" >&2; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it measures root, setuid and user-namespace modes)"
+command -v hyperfine > /dev/null || die "hyperfine missing (apt-get install hyperfine)"
+[ -x "$CAPSA" ] || die "$CAPSA missing: run 'make bench' or set CAPSA_PREFIX"
+if command -v jq > /dev/null; then JSONTOOL=jq
+elif command -v python3 > /dev/null; then JSONTOOL=python3
+else die "need jq or python3 to read hyperfine's JSON"; fi
+
+# shellcheck source=../tests/fixtures.sh
+source "$top/tests/fixtures.sh"
+DIR=$(fixture_minbase) || die "cannot make the minbase fixture"
+SQFS=$(fixture_minbase_sqfs) || die "cannot make the minbase squashfs fixture"
+
+if ! id -u "$BUSER" > /dev/null 2>&1; then
+    useradd -m "$BUSER" || die "cannot create user $BUSER"
+fi
+[ -u "$STARTER" ] || note "warning: $STARTER is not setuid root: setuid mode cannot work"
+
+TMP=$(mktemp -d /tmp/capsa-bench.XXXXXX) || die "mktemp failed"
+chmod 0755 "$TMP"
+MNT_LOOP=$TMP/mnt-loop
+MNT_FUSE=$TMP/mnt-fuse
+RESULTS=$TMP/results.tsv
+: > "$RESULTS"
+cleanup () {
+    mountpoint -q "$MNT_LOOP" 2>/dev/null && umount "$MNT_LOOP"
+    mountpoint -q "$MNT_FUSE" 2>/dev/null && { fusermount3 -u "$MNT_FUSE" || umount -l "$MNT_FUSE"; }
+    rm -rf --one-file-system "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+CAPSA_FAILED=0
+
+# `make check` installs into and reconfigures the same prefix: notice if the
+# installation changes while we measure.
+install_stamp () {
+    find "$CAPSA_PREFIX" -type f -printf '%p %s %T@ %m\n' 2>/dev/null | sort | md5sum
+}
+STAMP=$(install_stamp)
+
+# as WHO COMMAND...: run COMMAND as WHO (root or the test user) in a small,
+# clean, login-like environment from WHO's home directory, so every runtime
+# starts with the same environment (capsa and ch-run pass it on).
+as () {
+    local who=$1 home; shift
+    home=$(getent passwd "$who" | cut -d: -f6)
+    set -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME="$home" USER="$who" LOGNAME="$who" TERM=dumb LANG=C.UTF-8 "$@"
+    if [ "$who" = root ]; then
+        (cd "$home" && "$@")
+    else
+        (cd "$home" && runuser -u "$who" -- "$@")
+    fi
+}
+
+# json_means FILE: "NAME<TAB>MEAN<TAB>STDDEV<TAB>MEDIAN" (ms) per hyperfine result.
+json_means () {
+    if [ "$JSONTOOL" = jq ]; then
+        jq -r '.results[] | [.command, .mean * 1000, (.stddev // 0) * 1000, .median * 1000] | @tsv' "$1"
+    else
+        python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("%s\t%s\t%s\t%s" % (r["command"], r["mean"]*1000, (r.get("stddev") or 0)*1000, r["median"]*1000))' "$1"
+    fi
+}
+
+# bench MODE WHO SHELL "NAME|COMMAND"...: one hyperfine run, as WHO, over the
+# commands that work; SHELL is "none" (-N, command run directly) or "sh"
+# (through /bin/sh, hyperfine subtracting the shell's own start-up).  Each
+# command is tried once first; a failing one is shown and left out.
+# Appends "MODE<TAB>NAME<TAB>MEAN<TAB>SD<TAB>MEDIAN" (or "FAILED") to $RESULTS.
+bench () {
+    local mode=$1 who=$2 shell=$3 spec name cmd out n=0 outdir failed=''; shift 3
+    outdir=$TMP/json-$who
+    [ -d "$outdir" ] || install -d -o "$who" -m 0755 "$outdir"
+    local hf=(hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS"
+              --export-json "$outdir/$mode.json")
+    [ "$shell" = none ] && hf+=(-N)
+    echo
+    echo "== $mode (as $who)"
+    for spec; do
+        name=${spec%%|*}; cmd=${spec#*|}
+        if out=$(as "$who" sh -c "$cmd" 2>&1 < /dev/null); then
+            hf+=(-n "$name" "$cmd"); n=$((n + 1))
+        else
+            echo "   $name FAILS, left out: $cmd"
+            printf '%s\n' "$out" | head -n 8 | sed 's/^/   | /'
+            failed+=$(printf '%s\t%s\tFAILED\t\t' "$mode" "$name")$'\n'
+            [ "$name" = capsa ] && CAPSA_FAILED=1
+        fi
+    done
+    local rc=0
+    if [ $n -eq 0 ]; then
+        rc=1
+    elif ! as "$who" "${hf[@]}" < /dev/null; then
+        echo "   hyperfine failed for $mode; one more try of each command:"
+        for spec; do
+            name=${spec%%|*}; cmd=${spec#*|}
+            out=$(as "$who" sh -c "$cmd" 2>&1 < /dev/null) && continue
+            echo "   $name failed (status $?): $cmd"
+            printf '%s\n' "$out" | head -n 8 | sed 's/^/   | /'
+        done
+        printf '%s\tall\tFAILED\t\t\n' "$mode" >> "$RESULTS"
+        rc=1
+    else
+        json_means "$outdir/$mode.json" | sed "s/^/$mode\t/" >> "$RESULTS"
+    fi
+    printf '%s' "$failed" >> "$RESULTS"   # failed rows after the measured ones
+    return $rc
+}
+
+# check_mode WHO WANT CAPSA-ARGS...: capsa -v must report "WANT mode".
+check_mode () {
+    local who=$1 want=$2 got; shift 2
+    got=$(as "$who" "$CAPSA" -v "$@" 2>&1 < /dev/null | grep -o '[a-z ]* mode$' | head -n 1)
+    [ "$got" = " $want mode" ] || [ "$got" = "$want mode" ] ||
+        note "warning: expected capsa in '$want mode' as $who, capsa -v says '${got:-nothing}'"
+}
+
+echo "capsa:   $("$CAPSA" version 2>/dev/null | head -n 1) ($CAPSA)"
+echo "image:   $DIR"
+echo "peers:   $(bwrap --version 2>/dev/null | head -n 1), ch-run $(as root ch-run --version 2>&1 | head -n 1)"
+echo "machine: $(nproc) cores, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+echo "runs:    hyperfine --warmup $WARMUP --runs $RUNS"
+# How busy the CPUs are right now (the load average still counts the build).
+cpu_busy () {
+    local a b
+    a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
+    printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= NF; i++) tot[NR] += $i }
+        END { d = tot[2] - tot[1]; b = 0; if (d > 0) b = 100 * (1 - (idle[2] - idle[1]) / d); printf "%d\n", b }'
+}
+busy=$(cpu_busy)
+echo "load:    CPUs ${busy}% busy before the runs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$busy" -gt 20 ]; then
+    note "warning: the machine is busy (${busy}% CPU): figures will be noisy and ratios unreliable"
+fi
+
+BWRAP="bwrap --ro-bind $DIR / --proc /proc --dev /dev --unshare-all /bin/true"
+CHRUN="ch-run $DIR -- /bin/true"
+
+check_mode root root exec "$DIR" /bin/true
+bench root root none "capsa|$CAPSA exec $DIR /bin/true" "bwrap|$BWRAP" "ch-run|$CHRUN"
+
+check_mode "$BUSER" setuid exec "$DIR" /bin/true
+bench setuid "$BUSER" none "capsa|$CAPSA exec $DIR /bin/true" "bwrap|$BWRAP" "ch-run|$CHRUN"
+
+check_mode "$BUSER" "user namespace" exec --userns "$DIR" /bin/true
+bench userns "$BUSER" none "capsa|$CAPSA exec --userns $DIR /bin/true" "bwrap|$BWRAP" "ch-run|$CHRUN"
+
+# SIF start-up, as root: capsa mounts the SIF's squashfs partition itself;
+# the peers mount the same squashfs (kernel loop device or squashfuse) and
+# run bwrap on it, mount and unmount included.
+SIF_NOTE=
+if ! "$CAPSA" sif --help 2>&1 | grep -qw new || ! "$CAPSA" sif --help 2>&1 | grep -qw add; then
+    SIF_NOTE="SIF rows: skipped (capsa has no 'sif new'/'sif add')"
+else
+    SIF=$TMP/minbase.sif
+    sif_ok=0
+    if "$CAPSA" -q sif new "$SIF" &&
+       "$CAPSA" -q sif add --datatype 4 --parttype 2 --partfs 1 --partarch 2 --groupid 1 "$SIF" "$SQFS" &&
+       chmod 0644 "$SIF" && "$CAPSA" exec "$SIF" /bin/true < /dev/null; then
+        sif_ok=1
+    fi
+    ref=$FIXTURES/sif/busybox_amd64.sif
+    if [ -f "$ref" ] && ! "$CAPSA" exec "$ref" /bin/true < /dev/null; then
+        sif_ok=0
+    fi
+    if [ $sif_ok = 1 ]; then
+        mkdir -p "$MNT_LOOP" "$MNT_FUSE"
+        bench sif root sh \
+            "capsa|$CAPSA exec $SIF /bin/true" \
+            "loop+bwrap|mount -o loop,ro $SQFS $MNT_LOOP && bwrap --ro-bind $MNT_LOOP / --proc /proc --dev /dev --unshare-all /bin/true; umount $MNT_LOOP" \
+            "squashfuse+bwrap|squashfuse_ll $SQFS $MNT_FUSE && bwrap --ro-bind $MNT_FUSE / --proc /proc --dev /dev --unshare-all /bin/true; fusermount3 -u $MNT_FUSE"
+    else
+        SIF_NOTE="SIF rows: skipped (capsa cannot run SIF yet)"
+    fi
+fi
+
+# ------------------------------------------------------------------ report
+mean_of () { awk -F'\t' -v m="$1" -v n="$2" '$1 == m && $2 == n && $3 != "FAILED" { print $3; exit }' "$RESULTS"; }
+median_of () { awk -F'\t' -v m="$1" -v n="$2" '$1 == m && $2 == n && $3 != "FAILED" { print $5; exit }' "$RESULTS"; }
+
+met=0; missed=0; unknown=0; verdicts=()
+echo
+echo "Start-up time of /bin/true ($RUNS runs each).  Ratio = capsa's mean / the runtime's mean"
+echo "(goals apply to it); the median ratio beside it is less sensitive to a busy machine."
+echo
+echo "| mode | runtime | mean ms | σ ms | median ms | capsa / runtime | (medians) | goal | met |"
+echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+for mode in root setuid userns sif; do
+    grep -q "^$mode	" "$RESULTS" || continue
+    cm=$(mean_of "$mode" capsa)
+    while IFS=$'\t' read -r m name mean sd median; do
+        [ "$m" = "$mode" ] || continue
+        [ "$name" = all ] && { echo "| $mode | (hyperfine failed) | | | | | | | |"; continue; }
+        ratio='' mratio='' goal=${GOAL[$mode/$name]:-} verdict=''
+        if [ "$mean" = FAILED ]; then
+            mean_s=failed; sd_s='' median_s=''
+        else
+            mean_s=$(printf '%.1f' "$mean"); sd_s=$(printf '%.1f' "$sd"); median_s=$(printf '%.1f' "$median")
+            if [ "$name" != capsa ] && [ -n "$cm" ]; then
+                ratio=$(awk -v a="$cm" -v b="$mean" 'BEGIN { printf "%.2f", a / b }')
+                mratio=$(awk -v a="$(median_of "$mode" capsa)" -v b="$median" 'BEGIN { printf "%.2f", a / b }')
+            fi
+        fi
+        if [ -n "$goal" ]; then
+            if [ -z "$ratio" ]; then verdict="n/a"; unknown=$((unknown + 1))
+            elif awk -v r="$ratio" -v g="$goal" 'BEGIN { exit !(r <= g) }'; then verdict=yes; met=$((met + 1))
+            else verdict="**no**"; missed=$((missed + 1)); fi
+            verdicts+=("$mode: capsa / $name = ${ratio:-?} (goal ≤ $goal): ${verdict//\*/}; medians ${mratio:-?}")
+            goal="≤ $goal"
+        fi
+        echo "| $mode | $name | $mean_s | $sd_s | $median_s | $ratio | $mratio | $goal | $verdict |"
+    done < "$RESULTS"
+done
+echo
+[ -n "$SIF_NOTE" ] && { echo "$SIF_NOTE"; echo; }
+for v in "${verdicts[@]}"; do echo "$v"; done
+echo "Goals: $met met, $missed not met, $unknown not measured."
+if [ "$(install_stamp)" != "$STAMP" ]; then
+    echo "WARNING: $CAPSA_PREFIX changed during the bench (another 'make check' or install?):"
+    echo "         the figures may mix capsa builds or configurations; run it again."
+fi
+
+[ $CAPSA_FAILED = 0 ] || exit 1
+[ "${BENCH_STRICT:-0}" = 1 ] && [ $missed -gt 0 ] && exit 1
+exit 0
