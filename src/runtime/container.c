@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "lib/log.h"
 #include "runtime/mount.h"
 #include "runtime/privs.h"
@@ -26,6 +27,7 @@
 #ifndef CAPSA_SQUASHFUSE
 #define CAPSA_SQUASHFUSE "/usr/bin/squashfuse_ll"
 #endif
+#define CAPSA_CRYPTFUSE CAPSA_LIBEXECDIR "/cryptfuse"
 
 /* ------------------------------------------------------------------ */
 /* Preparation in the monitor, with the caller's identity.             */
@@ -81,10 +83,12 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
     /* An image file is parsed by a kernel file system only where that is
      * safe: always for root; for a setuid user only if the administrator
      * says so (DESIGN 2; iflimited needs limits this build does not have). */
-    if (capsa_security_check_image (c, false, err) < 0)
+    if (capsa_security_check_image (c, c->image.encrypted, err) < 0)
         return -1;
-    bool kernel_ok = c->conf->setuid_mount_squashfs == TRI_YES
-                     || (c->conf->setuid_mount_squashfs == TRI_IFLIMITED && capsa_conf_limited (c->conf));
+    if (c->image.encrypted && c->opts->key_fd < 0)
+        return capsa_error_make (err, 0, "image %s is encrypted: give --passphrase or --pem-path", c->image.path);
+    enum capsa_tristate allow = c->image.encrypted ? c->conf->setuid_mount_encrypted : c->conf->setuid_mount_squashfs;
+    bool kernel_ok = allow == TRI_YES || (allow == TRI_IFLIMITED && capsa_conf_limited (c->conf));
     c->use_fuse = c->image.kind != IMAGE_DIR
                   && (c->mode == MODE_USERNS || (c->mode == MODE_SETUID && !kernel_ok));
     verbosef ("image %s (%s), %s mode%s", c->image.path, capsa_image_kind_name (c->image.kind),
@@ -171,12 +175,21 @@ child_fail (capsa_error_t *err)
     capsa_error_fatal (err);
 }
 
-/* Send two descriptors (the FUSE device and the image file) and the
- * image offset to the monitor. */
+/* What the child asks the monitor for: a FUSE server for a file system it
+ * has just mounted on /dev/fuse.  Two descriptors travel with it: the
+ * FUSE device and the file to serve. */
+enum fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2 };
+
+struct fuse_request {
+    uint32_t server;
+    uint32_t unused;
+    uint64_t offset, size;
+};
+
 static int
-send_fds (int sock, int fds[2], uint64_t offset)
+send_request (int sock, const struct fuse_request *req, int fds[2])
 {
-    struct iovec iov = { .iov_base = &offset, .iov_len = sizeof (offset) };
+    struct iovec iov = { .iov_base = (void *) req, .iov_len = sizeof (*req) };
     union {
         char buf[CMSG_SPACE (2 * sizeof (int))];
         struct cmsghdr align;
@@ -187,14 +200,14 @@ send_fds (int sock, int fds[2], uint64_t offset)
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN (2 * sizeof (int));
     memcpy (CMSG_DATA (cm), fds, 2 * sizeof (int));
-    return sendmsg (sock, &msg, MSG_NOSIGNAL) == (ssize_t) sizeof (offset) ? 0 : -1;
+    return sendmsg (sock, &msg, MSG_NOSIGNAL) == (ssize_t) sizeof (*req) ? 0 : -1;
 }
 
-/* Returns 1 with fds set, 0 at end of stream, -1 on error. */
+/* Returns 1 with the request and fds, 0 at end of stream, -1 on error. */
 static int
-recv_fds (int sock, int fds[2], uint64_t *offset)
+recv_request (int sock, struct fuse_request *req, int fds[2])
 {
-    struct iovec iov = { .iov_base = offset, .iov_len = sizeof (*offset) };
+    struct iovec iov = { .iov_base = req, .iov_len = sizeof (*req) };
     union {
         char buf[CMSG_SPACE (2 * sizeof (int))];
         struct cmsghdr align;
@@ -207,11 +220,36 @@ recv_fds (int sock, int fds[2], uint64_t *offset)
     if (r <= 0)
         return (int) r;
     struct cmsghdr *cm = CMSG_FIRSTHDR (&msg);
-    if (r != (ssize_t) sizeof (*offset) || cm == NULL || cm->cmsg_type != SCM_RIGHTS
+    if (r != (ssize_t) sizeof (*req) || cm == NULL || cm->cmsg_type != SCM_RIGHTS
         || cm->cmsg_len != CMSG_LEN (2 * sizeof (int)))
         return -1;
     memcpy (fds, CMSG_DATA (cm), 2 * sizeof (int));
     return 1;
+}
+
+/* Mount /dev/fuse on TARGET (read-only, nosuid, nodev) and ask the monitor
+ * to serve it from FILEFD; wait for its answer ('R': served). */
+static int
+fuse_mount_served (struct capsa_container *c, int sock, int target, const char *fstype, enum fuse_server server,
+                   int filefd, uint64_t offset, uint64_t size, unsigned long flags, capsa_error_t *err)
+{
+    /* The device is opened here, in the container's user namespace, which
+     * must own the connection. */
+    cleanup_close int fusefd = open ("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fusefd < 0)
+        return capsa_error_make (err, errno, "cannot open /dev/fuse");
+    cleanup_free char *data = xasprintf ("fd=%d,rootmode=40000,user_id=%u,group_id=%u,allow_other,default_permissions",
+                                         fusefd, c->user.uid, c->user.gid);
+    if (capsa_mount_fd (fstype, target, fstype, flags, data, "the image with FUSE", err) < 0)
+        return -1;
+    struct fuse_request req = { .server = server, .offset = offset, .size = size };
+    int fds[2] = { fusefd, filefd };
+    char answer = 0;
+    if (send_request (sock, &req, fds) < 0)
+        return capsa_error_make (err, errno, "cannot pass the FUSE descriptor to the monitor");
+    if (read (sock, &answer, 1) != 1 || answer != 'R')
+        return capsa_error_make (err, 0, "the image could not be served");
+    return 0;
 }
 
 static int
@@ -225,7 +263,8 @@ mkdir_at (int dirfd, const char *name, mode_t mode, capsa_error_t *err)
 /* Attach the image file to a free loop device, read-only, limited to the
  * squashfs, freed automatically when unmounted.  Returns the loop fd. */
 static int
-loop_attach (struct capsa_container *c, char *dev, size_t devlen, capsa_error_t *err)
+loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, char *dev, size_t devlen,
+             capsa_error_t *err)
 {
     cleanup_close int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0)
@@ -242,8 +281,8 @@ loop_attach (struct capsa_container *c, char *dev, size_t devlen, capsa_error_t 
         if (lfd < 0)
             return capsa_error_make (err, errno, "cannot open %s", dev);
         struct loop_config cfg = {
-            .fd = (uint32_t) c->image.fd,
-            .info = { .lo_offset = c->image.offset, .lo_sizelimit = c->image.size,
+            .fd = (uint32_t) filefd,
+            .info = { .lo_offset = offset, .lo_sizelimit = size,
                       .lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR },
         };
         if (ioctl (lfd, LOOP_CONFIGURE, &cfg) == 0)
@@ -268,30 +307,36 @@ mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *er
     if (c->image.kind == IMAGE_DIR)
         return capsa_bind_fd (c->image.fd, target, true, flags, "the image directory", err);
 
-    if (!c->use_fuse) {
-        char dev[64];
-        cleanup_close int lfd = loop_attach (c, dev, sizeof (dev), err);
-        if (lfd < 0)
+    int filefd = c->image.fd;
+    uint64_t offset = c->image.offset, size = c->image.size;
+    cleanup_close int plainfd = -1;
+    if (c->image.encrypted) {
+        /* The user's capsa-cryptfuse decrypts the LUKS2 container in
+         * memory and serves the squashfs as the file crypt/image. */
+        if (mkdir_at (stagefd, "crypt", 0755, err) < 0)
             return -1;
-        debugf ("image on %s (offset %llu, size %llu)", dev, (unsigned long long) c->image.offset,
-                (unsigned long long) c->image.size);
-        return capsa_mount_fd (dev, target, "squashfs", flags, NULL, "the image's squashfs", err);
+        cleanup_close int ctarget = openat (stagefd, "crypt", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (ctarget < 0 || fuse_mount_served (c, sock, ctarget, "fuse.capsa-cryptfuse", SERVER_CRYPT, c->image.fd, offset,
+                                              size, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
+            return capsa_error_wrap (err, "encrypted image %s", c->image.path);
+        plainfd = openat (stagefd, "crypt/image", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (plainfd < 0)
+            return capsa_error_make (err, errno, "cannot open the decrypted image");
+        filefd = plainfd;
+        offset = 0;
+        size = 0;
     }
 
-    /* FUSE: open the device here (in the container's user namespace, which
-     * must own the connection), mount it, and hand the descriptor to the
-     * monitor, which starts squashfuse_ll as the user to serve it. */
-    cleanup_close int fusefd = open ("/dev/fuse", O_RDWR | O_CLOEXEC);
-    if (fusefd < 0)
-        return capsa_error_make (err, errno, "cannot open /dev/fuse");
-    cleanup_free char *data = xasprintf ("fd=%d,rootmode=40000,user_id=%u,group_id=%u,allow_other,default_permissions",
-                                         fusefd, c->user.uid, c->user.gid);
-    if (capsa_mount_fd ("squashfuse", target, "fuse.squashfuse", flags, data, "the image with FUSE", err) < 0)
-        return -1;
-    int fds[2] = { fusefd, c->image.fd };
-    if (send_fds (sock, fds, c->image.offset) < 0)
-        return capsa_error_make (err, errno, "cannot pass the FUSE descriptor to the monitor");
-    return 0;
+    if (!c->use_fuse) {
+        char dev[64];
+        cleanup_close int lfd = loop_attach (c, filefd, offset, size, dev, sizeof (dev), err);
+        if (lfd < 0)
+            return -1;
+        debugf ("image on %s (offset %llu, size %llu)", dev, (unsigned long long) offset, (unsigned long long) size);
+        return capsa_mount_fd (dev, target, "squashfs", flags, NULL, "the image's squashfs", err);
+    }
+    /* squashfuse_ll, run by the monitor as the user, parses the image. */
+    return fuse_mount_served (c, sock, target, "fuse.squashfuse", SERVER_SQUASHFS, filefd, offset, size, flags, err);
 }
 
 /* Read a small text file of the image (passwd, group), resolved inside. */
@@ -664,6 +709,11 @@ child_main (struct capsa_container *c, int sock, pid_t monitor)
         child_fail (&err);
     if (capsa_privs_user_end (c, &err) < 0)
         child_fail (&err);
+    /* The key is the monitor's business (it hands it to capsa-cryptfuse). */
+    if (o->key_fd >= 0) {
+        close (o->key_fd);
+        o->key_fd = -1;
+    }
 
     if (setup_root (c, sock, &err) < 0)
         child_fail (&err);
@@ -731,37 +781,91 @@ forward_signal (int sig, siginfo_t *si, void *ctx)
         kill (child_pid, sig);
 }
 
+/* Start the FUSE server REQ asks for, as the user (the monitor already is
+ * the user), outside the container's namespaces, with only the descriptors
+ * it serves.  For the decrypting server, wait until it says the key opened
+ * the image ('R' on a pipe) and return -1 if it does not. */
 static pid_t
-spawn_squashfuse (struct capsa_container *c, int fusefd, int imgfd, uint64_t offset, capsa_error_t *err)
+spawn_fuse_server (struct capsa_container *c, pid_t container, const struct fuse_request *req, int fusefd,
+                   int filefd, capsa_error_t *err)
 {
+    int ready[2] = { -1, -1 };
+    if (req->server == SERVER_CRYPT && (c->opts->key_fd < 0 || pipe2 (ready, O_CLOEXEC) < 0))
+        return capsa_error_make (err, c->opts->key_fd < 0 ? 0 : errno, "no key for the encrypted image");
     pid_t pid = fork ();
     if (pid < 0)
         return capsa_error_make (err, errno, "fork");
     if (pid == 0) {
-        char mnt[32], img[32], opt[64];
+        char mnt[32], file[32], opt[64], off[32], size[32], key[32], rdy[32];
         int devnull = open ("/dev/null", O_RDWR | O_CLOEXEC);
-        /* The monitor already runs as the user; check that, as this
-         * process parses the user's image. */
+        /* This process parses what the user brought: it must be the user. */
         if (geteuid () != c->user.uid || getuid () != c->user.uid)
             _exit (CAPSA_EXIT_FATAL);
+        /* A FUSE mount made in the container's user namespace serves only
+         * processes inside that namespace (allow_other is limited to it):
+         * join it.  The caller owns it, so this needs no privilege, and the
+         * exec below drops whatever it grants. */
+        if (c->mode == MODE_USERNS) {
+            char ns[64];
+            snprintf (ns, sizeof (ns), "/proc/%d/ns/user", container);
+            int nsfd = open (ns, O_RDONLY | O_CLOEXEC);
+            if (nsfd < 0 || setns (nsfd, CLONE_NEWUSER) < 0) {
+                capsa_log (CAPSA_LOG_FATAL, "cannot join the container's user namespace: %s", strerror (errno));
+                _exit (CAPSA_EXIT_FATAL);
+            }
+            close (nsfd);
+        }
         prctl (PR_SET_PDEATHSIG, SIGKILL);
         if (devnull >= 0) {
             dup2 (devnull, STDIN_FILENO);
             if (capsa_log_get_level () < CAPSA_LOG_DEBUG)
                 dup2 (devnull, STDOUT_FILENO);
         }
-        /* Keep only the two descriptors it serves. */
-        int f = fcntl (fusefd, F_DUPFD, 10), i = fcntl (imgfd, F_DUPFD, 10);
+        /* Descriptors it may keep: not close-on-exec copies above 10. */
+        int f = fcntl (fusefd, F_DUPFD, 10), i = fcntl (filefd, F_DUPFD, 10);
         if (f < 0 || i < 0)
             _exit (CAPSA_EXIT_FATAL);
         snprintf (mnt, sizeof (mnt), "/dev/fd/%d", f);
-        snprintf (img, sizeof (img), "/dev/fd/%d", i);
-        snprintf (opt, sizeof (opt), "offset=%llu", (unsigned long long) offset);
-        char *argv[] = { (char *) "squashfuse_ll", (char *) "-f", (char *) "-o", opt, img, mnt, NULL };
         char *envp[] = { (char *) "PATH=/usr/bin:/bin", NULL };
-        execve (CAPSA_SQUASHFUSE, argv, envp);
-        capsa_log (CAPSA_LOG_FATAL, "cannot run %s: %s", CAPSA_SQUASHFUSE, strerror (errno));
+        if (req->server == SERVER_SQUASHFS) {
+            snprintf (file, sizeof (file), "/dev/fd/%d", i);
+            snprintf (opt, sizeof (opt), "offset=%llu", (unsigned long long) req->offset);
+            char *argv[] = { (char *) "squashfuse_ll", (char *) "-f", (char *) "-o", opt, file, mnt, NULL };
+            execve (CAPSA_SQUASHFUSE, argv, envp);
+            capsa_log (CAPSA_LOG_FATAL, "cannot run %s: %s", CAPSA_SQUASHFUSE, strerror (errno));
+            _exit (CAPSA_EXIT_FATAL);
+        }
+        int k = fcntl (c->opts->key_fd, F_DUPFD, 10), r = fcntl (ready[1], F_DUPFD, 10);
+        if (k < 0 || r < 0)
+            _exit (CAPSA_EXIT_FATAL);
+        snprintf (file, sizeof (file), "%d", i);
+        snprintf (off, sizeof (off), "%llu", (unsigned long long) req->offset);
+        snprintf (size, sizeof (size), "%llu", (unsigned long long) req->size);
+        snprintf (key, sizeof (key), "%d", k);
+        snprintf (rdy, sizeof (rdy), "%d", r);
+        char *argv[] = { (char *) "capsa-cryptfuse", (char *) "--image-fd", file, (char *) "--offset", off,
+                         (char *) "--size", size, (char *) "--volume-key-fd", key, (char *) "--ready-fd", rdy,
+                         (char *) "--allow-other", mnt, NULL };
+        execve (CAPSA_CRYPTFUSE, argv, envp);
+        capsa_log (CAPSA_LOG_FATAL, "cannot run %s: %s", CAPSA_CRYPTFUSE, strerror (errno));
         _exit (CAPSA_EXIT_FATAL);
+    }
+    if (req->server == SERVER_CRYPT) {
+        /* The key is used once. */
+        close (c->opts->key_fd);
+        c->opts->key_fd = -1;
+        close (ready[1]);
+        char byte = 0;
+        ssize_t n;
+        do
+            n = read (ready[0], &byte, 1);
+        while (n < 0 && errno == EINTR);
+        close (ready[0]);
+        if (n != 1 || byte != 'R') {
+            /* capsa-cryptfuse said why (wrong key, corrupt header). */
+            waitpid (pid, NULL, 0);
+            return capsa_error_make (err, 0, "the encrypted image could not be opened");
+        }
     }
     return pid;
 }
@@ -792,7 +896,7 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
     struct capsa_opts *o = c->opts;
     int sv[2];
     int flags = CLONE_NEWNS | SIGCHLD;
-    pid_t pid, fuse_pid = -1;
+    pid_t pid;
     int status = 0;
 
     if (o->pid_ns) {
@@ -863,30 +967,43 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         }
     }
 
-    /* Serve FUSE requests for the child until it has exec'd or died (the
-     * socket closes on exec). */
+    /* Start the FUSE servers the child asks for, until it has exec'd or
+     * died (the socket closes on exec).  At most two: the decrypting
+     * server of an encrypted image, then squashfuse_ll. */
+    pid_t servers[2] = { -1, -1 };
+    size_t nservers = 0;
     for (;;) {
+        struct fuse_request req;
         int fds[2] = { -1, -1 };
-        uint64_t offset = 0;
-        int r = recv_fds (sv[0], fds, &offset);
+        int r = recv_request (sv[0], &req, fds);
         if (r <= 0)
             break;
-        if (fuse_pid > 0) {
-            close (fds[0]);
-            close (fds[1]);
-            continue;
-        }
-        fuse_pid = spawn_squashfuse (c, fds[0], fds[1], offset, err);
+        pid_t spid = -1;
+        if (nservers < ARRAY_SIZE (servers) && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT))
+            spid = spawn_fuse_server (c, pid, &req, fds[0], fds[1], err);
         close (fds[0]);
         close (fds[1]);
-        if (fuse_pid < 0) {
+        if (spid < 0) {
             kill (pid, SIGKILL);
             waitpid (pid, NULL, 0);
+            for (size_t k = 0; k < nservers; k++) {
+                kill (servers[k], SIGTERM);
+                waitpid (servers[k], NULL, 0);
+            }
             close (sv[0]);
+            if (*err == NULL)
+                capsa_error_make (err, 0, "unexpected request from the container");
             return -1;
         }
+        servers[nservers++] = spid;
+        if (write (sv[0], "R", 1) != 1)
+            break;
     }
     close (sv[0]);
+    if (c->opts->key_fd >= 0) {
+        close (c->opts->key_fd);
+        c->opts->key_fd = -1;
+    }
 
     for (;;) {
         int st;
@@ -900,16 +1017,21 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
             status = st;
             break;
         }
-        if (w == fuse_pid) {
-            fuse_pid = -1;
+        for (size_t k = 0; k < nservers; k++) {
+            if (w != servers[k])
+                continue;
+            servers[k] = -1;
             if (!(WIFEXITED (st) && WEXITSTATUS (st) == 0))
-                warnf ("the FUSE server of the image stopped unexpectedly");
+                warnf ("a FUSE server of the image stopped unexpectedly");
         }
     }
     child_pid = 0;
-    if (fuse_pid > 0) {
-        kill (fuse_pid, SIGTERM);
-        waitpid (fuse_pid, NULL, 0);
+    /* Last started first: squashfuse_ll before the decrypting server. */
+    for (size_t k = nservers; k-- > 0;) {
+        if (servers[k] > 0) {
+            kill (servers[k], SIGTERM);
+            waitpid (servers[k], NULL, 0);
+        }
     }
     if (WIFSIGNALED (status))
         return 128 + WTERMSIG (status);

@@ -72,7 +72,7 @@ capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err)
     }
     if (memcmp (head + 32, "SIF_MAGIC", 9) == 0) {
         img->kind = IMAGE_SIF;
-        if (capsa_sif_image_partition (rfd, path, &img->offset, &img->size, err) < 0)
+        if (capsa_sif_image_partition (rfd, path, &img->offset, &img->size, &img->encrypted, err) < 0)
             return -1;
         img->fd = steal_fd (&rfd);
         return 0;

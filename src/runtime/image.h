@@ -8,6 +8,7 @@
 #ifndef CAPSA_IMAGE_H
 #define CAPSA_IMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lib/error.h"
@@ -20,6 +21,7 @@ struct capsa_image {
     enum capsa_image_kind kind;
     uint64_t offset;     /* of the squashfs inside the file */
     uint64_t size;       /* of the squashfs; 0 = to the end of the file */
+    bool encrypted;      /* offset/size are those of a LUKS2 container around it */
 };
 
 int capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err);

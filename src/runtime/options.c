@@ -136,6 +136,7 @@ enum {
     OPT_ALLOW_SETUID,
     OPT_SECURITY,
     OPT_SECCOMP_FD,
+    OPT_KEY_FD,
 };
 
 static const struct option long_opts[] = {
@@ -163,6 +164,7 @@ static const struct option long_opts[] = {
     { "allow-setuid", no_argument, NULL, OPT_ALLOW_SETUID },
     { "security", required_argument, NULL, OPT_SECURITY },
     { "seccomp-fd", required_argument, NULL, OPT_SECCOMP_FD },
+    { "key-fd", required_argument, NULL, OPT_KEY_FD },
     { NULL, 0, NULL, 0 },
 };
 
@@ -188,6 +190,7 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
 
     memset (o, 0, sizeof (*o));
     o->target_uid = -1;
+    o->key_fd = -1;
     if (argc < 1 || capsa_action_from_name (argv[0], &o->action) < 0)
         return capsa_error_make (err, 0, "unknown action '%s'", argc > 0 ? argv[0] : "");
 
@@ -291,6 +294,13 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             if (capsa_opts_add_security (o, optarg, err) < 0)
                 return -1;
             break;
+        case OPT_KEY_FD: {
+            long fd;
+            if (parse_long (optarg, 3, 1 << 20, &fd) < 0)
+                return capsa_error_make (err, 0, "invalid --key-fd '%s'", optarg);
+            o->key_fd = (int) fd;
+            break;
+        }
         case OPT_SECCOMP_FD: {
             long fd;
             if (parse_long (optarg, 3, 1 << 20, &fd) < 0 || o->nseccomp_fds >= ARRAY_SIZE (o->seccomp_fds))

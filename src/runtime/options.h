@@ -48,6 +48,7 @@ struct capsa_opts {
     /* --security values. */
     struct strv seccomp_paths;   /* seccomp:PATH (compiled by the front end) */
     int seccomp_fds[8];          /* --seccomp-fd=N: compiled programs */
+    int key_fd;                  /* --key-fd=N: volume key of an encrypted image, -1 */
     size_t nseccomp_fds;
     long target_uid;             /* uid:N, -1 when not given */
     gid_t target_gids[32];       /* gid:N[:N...] */

@@ -5,7 +5,8 @@
 #include "sif/sif.h"
 
 int
-capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, capsa_error_t *err)
+capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, bool *encrypted,
+                           capsa_error_t *err)
 {
     struct sif_image *sif = NULL;
     const struct sif_descriptor *d = NULL;
@@ -25,11 +26,8 @@ capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t 
         capsa_error_make (err, 0, "image architecture %s does not match host %s", arch, sif_host_arch ());
         goto out;
     }
-    if (part.fstype == SIF_FS_ENCRYPTED_SQUASHFS) {
-        capsa_error_make (err, 0, "image %s is encrypted; encrypted images are not supported yet", path);
-        goto out;
-    }
-    if (part.fstype != SIF_FS_SQUASHFS) {
+    *encrypted = part.fstype == SIF_FS_ENCRYPTED_SQUASHFS;
+    if (part.fstype != SIF_FS_SQUASHFS && !*encrypted) {
         capsa_error_make (err, 0, "image %s: primary partition is %s, only squashfs can be run", path,
                           sif_fstype_name (part.fstype));
         goto out;

@@ -3,10 +3,14 @@
 #ifndef CAPSA_SIFIMAGE_H
 #define CAPSA_SIFIMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lib/error.h"
 
-int capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, capsa_error_t *err);
+/* *encrypted is set for a LUKS2 partition (fs type 5); offset and size are
+ * then those of the whole LUKS2 container. */
+int capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, bool *encrypted,
+                               capsa_error_t *err);
 
 #endif

@@ -31,7 +31,9 @@ extern char **environ;
 /* Standard descriptors must exist (else a file we open could become
  * stdout), and nothing else may be inherited but the descriptors the
  * front end named with --seccomp-fd=N (compiled filters, checked later
- * like any other user input). */
+ * like any other user input) and --key-fd=N (the volume key of an
+ * encrypted image: never read here, only handed to the user's
+ * capsa-cryptfuse). */
 static void
 sanitize_fds (int argc, char **argv)
 {
@@ -48,6 +50,8 @@ sanitize_fds (int argc, char **argv)
     for (int i = 1; i < argc && nkeep < 8; i++) {
         long fd;
         if (strncmp (argv[i], "--seccomp-fd=", 13) == 0 && parse_long (argv[i] + 13, 3, 1 << 20, &fd) == 0)
+            keep[nkeep++] = (int) fd;
+        else if (strncmp (argv[i], "--key-fd=", 9) == 0 && parse_long (argv[i] + 9, 3, 1 << 20, &fd) == 0)
             keep[nkeep++] = (int) fd;
     }
     /* Close everything from 3 up, skipping the kept ones (sorted). */
