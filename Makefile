@@ -1,4 +1,4 @@
-# capsa top-level build.  Targets: all, check, install, bench, fuzz, clean.
+# capsa top-level build.  Targets: all, check, install, bench, fuzz, deb, clean.
 #   make                       build into build/
 #   make SAN=1                 ASan+UBSan build into build-san/
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
@@ -9,6 +9,8 @@ PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec
 SYSCONFDIR ?= $(PREFIX)/etc
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR    ?=
 VERSION    := 0.1.0
 
@@ -28,25 +30,38 @@ HARDEN     := -D_FORTIFY_SOURCE=3
 CHECK_PREFIX ?= /opt/capsa-check
 endif
 
-PKGS     := libcap libseccomp json-c fuse3
+PKGS     := libcap libseccomp json-c fuse3 libcryptsetup libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# Registries and layer tarballs (src/oci): linked into the front end and the
+# unit tests only, never into the setuid starter.
+OCI_PKGS   := libcurl libarchive libcrypto
+OCI_CFLAGS := $(shell pkg-config --cflags $(OCI_PKGS) 2>/dev/null)
+OCI_LIBS   := $(shell pkg-config --libs $(OCI_PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wno-unused-parameter -Wvla
 CFLAGS   ?=
 CFLAGS   += -std=c17 $(OPTFLAGS) $(WARN) $(HARDEN) -fstack-protector-strong -fPIE \
-            -D_GNU_SOURCE -I$(BUILDDIR) -Isrc $(PKG_CFLAGS)
+            -D_GNU_SOURCE -I$(BUILDDIR) -Isrc $(PKG_CFLAGS) $(OCI_CFLAGS)
 LDFLAGS  ?=
-LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SANLDFLAGS)
+LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SANLDFLAGS)
 
-LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
+LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/build/*.c)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
+CRYPTFUSE_SRC := $(wildcard src/cryptfuse/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILDDIR)/%.o)
 CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
+# The light front end (bin/capsa): the commands that start containers and
+# read images, built with -DCAPSA_LIGHT; everything else is delegated to
+# the full front end (libexec/capsa/tools), see src/cmd/light.c.
+LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c src/cmd/sif.c \
+               src/cmd/capability.c src/cmd/light.c
+LIGHT_OBJ   := $(LIGHT_SRC:%.c=$(BUILDDIR)/light/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
+CRYPTFUSE_OBJ := $(CRYPTFUSE_SRC:%.c=$(BUILDDIR)/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
 # Linked into the installed programs only (not into unit tests, which run
@@ -55,11 +70,13 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 SAN_OBJ  := $(BUILDDIR)/src/lib/sanitizer.o
 LIBCAPSA := $(BUILDDIR)/libcapsa.a
 CAPSA    := $(BUILDDIR)/capsa
+TOOLS    := $(BUILDDIR)/capsa-tools
 STARTER  := $(BUILDDIR)/capsa-starter
+CRYPTFUSE := $(BUILDDIR)/capsa-cryptfuse
 
-.PHONY: all install uninstall check unit bench fuzz clean FORCE
+.PHONY: all install uninstall check unit bench fuzz deb clean FORCE
 
-all: $(CAPSA) $(STARTER) $(UNIT_BIN)
+all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(UNIT_BIN)
 
 # Paths compiled into the binaries live in one generated header, rewritten
 # only when they change so that a PREFIX change rebuilds what depends on it.
@@ -77,33 +94,53 @@ $(LIBCAPSA): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(CAPSA): $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA)
-	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+$(BUILDDIR)/light/%.o: %.c $(BUILDDIR)/config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCAPSA_LIGHT -MMD -MP -c $< -o $@
+
+$(CAPSA): $(LIGHT_OBJ) $(SAN_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(LIGHT_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+
+$(TOOLS): $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS) $(OCI_LIBS)
 
 $(STARTER): $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
+# The decrypting FUSE server of encrypted images: runs as the user, never
+# privileged (src/cryptfuse/main.c).
+$(CRYPTFUSE): $(CRYPTFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(CRYPTFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+
 $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS) $(OCI_LIBS)
 
--include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(STARTER_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(LIGHT_OBJ:.o=.d) $(STARTER_OBJ:.o=.d) $(CRYPTFUSE_OBJ:.o=.d)
 
 # The starter is the only privileged program: setuid root, not readable
 # or writable by others.  capsa.conf and capability.json are kept when they
 # already exist (an administrator's edits survive a reinstall).
-install: $(CAPSA) $(STARTER)
+install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
 	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
+	install -m 0755 $(TOOLS) $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
+	install -m 0755 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json || install -m 0644 etc/capability.json $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json
 	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles
 	install -m 0644 etc/seccomp-profiles/default.json $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles/default.json
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 etc/bash-completion/capsa $(DESTDIR)$(BASHCOMPDIR)/capsa
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter
+	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard docs/man/*.1))) \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard docs/man/*.5))) $(DESTDIR)$(BASHCOMPDIR)/capsa
 
 unit: $(UNIT_BIN)
 
@@ -119,6 +156,12 @@ bench:
 
 fuzz:
 	bash tests/fuzz/build.sh
+
+# A Debian package, capsa_$(VERSION)_ARCH.deb, in DEBDIR: debhelper builds it
+# from a copy of this tree with packaging/debian (see docs/hpc.md).
+DEBDIR ?= .
+deb:
+	bash packaging/build-deb.sh $(VERSION) $(DEBDIR)
 
 clean:
 	rm -rf build build-san build-fuzz

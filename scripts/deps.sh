@@ -7,11 +7,20 @@ packages=(
     # build
     build-essential pkg-config clang
     libcap-dev libseccomp-dev libssl-dev libcryptsetup-dev libfuse3-dev libjson-c-dev
+    libcurl4-openssl-dev libarchive-dev
     # run time
     fuse3 squashfs-tools squashfuse
     # tests, fixtures and benchmarks
     busybox-static debootstrap bubblewrap charliecloud-runtime hyperfine python3 procps util-linux
     iputils-ping libcap2-bin
+    # Slurm, MPI and the Debian package (tests/e2e/test_slurm.sh, test_mpi.sh, test_deb.sh);
+    # the host's Open MPI must match the test image's (Debian 12's, see docs/hpc.md)
+    slurmctld slurmd slurm-client munge openmpi-bin libopenmpi-dev iproute2
+    dpkg-dev debhelper lintian man-db bash-completion
+    # encrypted images: external format checks (cryptsetup, independent AES-XTS)
+    cryptsetup-bin python3-cryptography
+    # registry tests (tests/e2e/test_registry.sh)
+    docker-registry apache2-utils skopeo umoci
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -198,3 +198,140 @@ fixture_minbase_sqfs () {
     key=$(printf '%s\n' "${dir##*/}" "$_FX_SQFS_RECIPE" | _fx_sha)
     _fx_build "${dir##*/}-$key.sqfs" file _fx_make_sqfs "$dir"
 }
+
+# ---------------------------------------------------------------- Open MPI
+
+_FX_MPI_RECIPE=mpi-sif-v1
+# What the image holds besides minbase: Debian's Open MPI (the same version
+# as the host's, for the hybrid model of docs/hpc.md) and a C compiler, so
+# that /opt/hello_mpi is built by the image's own mpicc.  Installed with apt
+# inside a copy of the minbase tree (debootstrap --include cannot order the
+# configuration of these packages).
+_FX_MPI_PACKAGES="openmpi-bin libopenmpi-dev gcc libc6-dev"
+
+# The program run by tests/e2e/test_mpi.sh: every rank takes part in a
+# ring exchange and an allreduce (so a broken transport fails or hangs
+# instead of passing), then prints "rank R of N ...".
+_fx_hello_mpi_c () {
+    cat <<'CEOF'
+#include <mpi.h>
+#include <stdio.h>
+
+int
+main (int argc, char **argv)
+{
+    int rank, size, len, from = -1, sum = 0;
+    char host[MPI_MAX_PROCESSOR_NAME];
+
+    MPI_Init (&argc, &argv);
+    MPI_Comm_rank (MPI_COMM_WORLD, &rank);
+    MPI_Comm_size (MPI_COMM_WORLD, &size);
+    MPI_Get_processor_name (host, &len);
+    MPI_Sendrecv (&rank, 1, MPI_INT, (rank + 1) % size, 0, &from, 1, MPI_INT,
+                  (rank + size - 1) % size, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Allreduce (&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    printf ("rank %d of %d on %s (from %d, sum %d)\n", rank, size, host, from, sum);
+    MPI_Finalize ();
+    return 0;
+}
+CEOF
+}
+
+# Runs inside a private mount namespace: /proc for the chroot's package
+# scripts disappears with the namespace, whatever happens.
+_fx_mpi_chroot_setup () {   # TREE PACKAGES
+    local t=$1 pkgs=$2
+    mount -t proc proc "$t/proc" || return 1
+    chroot "$t" /bin/sh -c "
+        export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs &&
+        apt-get clean && rm -rf /var/lib/apt/lists/* &&
+        mpicc -O2 -o /opt/hello_mpi /opt/hello_mpi.c && dpkg-query -W openmpi-bin libopenmpi3 libpmix2" || return 1
+}
+
+_fx_make_mpi_sif () {   # TMPFILE ROOTDIR CAPSA
+    local out=$1 root=$2 capsa=$3 tree rc
+    [ -n "$out" ] && [ -d "$root" ] && [ -x "$capsa" ] || { echo "bad arguments [$out] [$root] [$capsa]"; return 1; }
+    tree=$(mktemp -d "$out.tree.XXXXXX") || return 1
+    (
+        cp -a "$root/." "$tree/" || exit 1
+        mkdir -p "$tree/opt" || exit 1
+        _fx_hello_mpi_c > "$tree/opt/hello_mpi.c" || exit 1
+        export -f _fx_mpi_chroot_setup
+        unshare -m --propagation private bash -c '_fx_mpi_chroot_setup "$1" "$2"' _ "$tree" "$_FX_MPI_PACKAGES" || exit 1
+        rm -f "$out" && _fx_make_sqfs "$out.sqfs" "$tree" || exit 1
+        "$capsa" sif new "$out" || exit 1
+        "$capsa" sif add --datatype 4 --parttype 2 --partfs 1 --partarch 2 "$out" "$out.sqfs" || exit 1
+    )
+    rc=$?
+    rm -rf --one-file-system "$tree" "$out.sqfs"
+    return $rc
+}
+
+# fixture_mpi_sif: a SIF of Debian bookworm minbase with Open MPI, a
+# compiler and /opt/hello_mpi (source above), built by the image's own
+# mpicc.  Made with $CAPSA sif (else `capsa` on PATH); needs the network
+# (Debian's mirror) the first time.
+fixture_mpi_sif () {
+    local root key capsa=${CAPSA:-$(command -v capsa)}
+    root=$(fixture_minbase) || return 1
+    key=$(printf '%s\n' "${root##*/}" "$_FX_MPI_RECIPE" "$_FX_SQFS_RECIPE" "$_FX_MPI_PACKAGES" \
+        "$(_fx_hello_mpi_c)" | _fx_sha)
+    _fx_build "mpi-$key.sif" file _fx_make_mpi_sif "$root" "$capsa"
+}
+
+# ---------------------------------------------------------------- ping SIF (capsa build)
+
+# The definition file of fixture_ping_sif: Debian bookworm by debootstrap
+# with iputils-ping and libcap2-bin (so that /usr/bin/ping carries
+# cap_net_raw as a file capability), a %post, an %environment, a
+# %runscript and %labels.  tests/e2e/test_build.sh checks the result.
+_fx_ping_def () {
+    printf '%s\n' \
+        'Bootstrap: debootstrap' \
+        'OSVersion: bookworm' \
+        "MirrorURL: $(_fx_mirror)" \
+        'Include: iputils-ping libcap2-bin' \
+        '' \
+        '%post' \
+        '    echo "made by %post" > /etc/capsa-post.txt' \
+        '' \
+        '%environment' \
+        '    export CAPSA_GREETING="hello from deb.sif"' \
+        '' \
+        '%runscript' \
+        '    echo "greeting: $CAPSA_GREETING"' \
+        '' \
+        '%labels' \
+        '    org.capsa.fixture ping' \
+        '    Maintainer capsa-tests'
+}
+
+_fx_capsa_bin () { echo "${CAPSA:-${CAPSA_PREFIX:-/opt/capsa-check}/bin/capsa}"; }
+
+_fx_make_ping_sif () {   # TMPFILE CAPSA
+    local out=$1 capsa=$2 rc
+    [ -n "$out" ] && [ -x "$capsa" ] || { echo "bad arguments [$out] [$capsa]"; return 1; }
+    mkdir -p "$CACHE/debs" || return 1
+    _fx_ping_def > "$out.def" || return 1
+    echo "$capsa build $out (debootstrap: about 10 minutes; .debs kept in $CACHE/debs)"
+    CAPSA_DEBOOTSTRAP_CACHE="$CACHE/debs" "$capsa" -q build --force "$out" "$out.def"
+    rc=$?
+    rm -f "$out.def"
+    return $rc
+}
+
+# fixture_ping_def: the definition file fixture_ping_sif builds.
+fixture_ping_def () { _fx_ping_def; }
+
+# fixture_ping_sif: that definition built by the installed capsa
+# ($CAPSA, else $CAPSA_PREFIX/bin/capsa), as root.  Keyed by the sha256 of
+# the definition and capsa's build code version (`capsa build
+# --code-version`), so a change to either builds a new image.
+fixture_ping_sif () {
+    local capsa ver key
+    capsa=$(_fx_capsa_bin)
+    ver=$("$capsa" build --code-version 2> /dev/null) || { _fx_log "$capsa cannot build images"; return 1; }
+    key=$(printf '%s\n' "$(_fx_ping_def | sha256sum | cut -d' ' -f1)" "capsa-build-$ver" | _fx_sha)
+    _fx_build "ping-$key.sif" file _fx_make_ping_sif "$capsa"
+}

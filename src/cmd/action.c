@@ -3,6 +3,7 @@
  * and so win), and executes the starter, which parses and checks
  * everything again itself. */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #include "lib/log.h"
 #include "lib/utils.h"
 #include "runtime/seccomp.h"
+#include "crypt/crypt.h"
+#include "sif/sif.h"
+#include <sys/stat.h>
 
 struct env_flag {
     const char *var;
@@ -76,9 +80,92 @@ add_security (struct strv *args, const char *value)
     strv_push_take (args, xasprintf ("--seccomp-fd=%d", fd));
 }
 
+/* An encrypted SIF: get the key (flags, terminal or environment), open the
+ * image here, unprivileged, so that a wrong or missing key fails before
+ * anything is mounted, and hand the volume key to the starter through a
+ * pipe (never an argument or a variable).  The starter does not read it:
+ * it passes it to the user's capsa-cryptfuse. */
+#ifdef CAPSA_LIGHT
+/* The light front end has no cryptography: encrypted images, and any key
+ * given, go to the full one. */
+static void
+prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
+{
+    static const char *const vars[] = { "ENCRYPTION_PASSPHRASE", "ENCRYPTION_PEM_PATH", "ENCRYPTION_PEM_DATA" };
+    static const char *const prefixes[] = { "CAPSA_", "APPTAINER_", "SINGULARITY_" };
+    struct sif_image *sif = NULL;
+    const struct sif_descriptor *part = NULL;
+    struct sif_partition p;
+    capsa_error_t err = NULL;
+    struct stat st;
+
+    (void) args;
+    if (passphrase || pem_path != NULL)
+        capsa_delegate_to_tools ();
+    for (size_t i = 0; i < ARRAY_SIZE (prefixes); i++)
+        for (size_t j = 0; j < ARRAY_SIZE (vars); j++) {
+            char name[64];
+            snprintf (name, sizeof (name), "%s%s", prefixes[i], vars[j]);
+            if (getenv (name) != NULL)
+                capsa_delegate_to_tools ();
+        }
+    if (stat (image, &st) == 0 && S_ISREG (st.st_mode) && sif_open (image, false, &sif, &err) == 0
+        && sif_find_primary_partition (sif, &part, &err) == 0 && sif_get_partition (part, &p, &err) == 0
+        && p.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
+        capsa_delegate_to_tools ();
+    capsa_error_free (&err);
+    if (sif)
+        sif_close (sif);
+}
+#else
+static void
+prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
+{
+    capsa_error_t err = NULL;
+    struct sif_image *sif = NULL;
+    const struct sif_descriptor *part = NULL;
+    struct sif_partition p;
+    bool key_given = passphrase || pem_path != NULL || capsa_keyspec_in_environment ();
+    struct stat st;
+
+    if (stat (image, &st) < 0 || !S_ISREG (st.st_mode) || sif_open (image, false, &sif, &err) < 0
+        || sif_find_primary_partition (sif, &part, &err) < 0 || sif_get_partition (part, &p, &err) < 0
+        || p.fstype != SIF_FS_ENCRYPTED_SQUASHFS) {
+        /* Not an encrypted SIF (or not a SIF): the starter says what is
+         * wrong with it, if anything. */
+        capsa_error_free (&err);
+        if (sif)
+            sif_close (sif);
+        if (key_given)
+            warnf ("%s is not encrypted; the key given is not used", image);
+        capsa_keyspec_scrub_environment ();
+        return;
+    }
+    struct capsa_keyspec key = { 0 };
+    struct capsa_luks_volume *vol = NULL;
+    int pfd[2];
+    if (capsa_keyspec_get (passphrase, pem_path, CAPSA_KEY_DECRYPT, &key, &err) < 0
+        || capsa_sif_luks_open (sif, part, &key, &vol, &err) < 0)
+        capsa_error_fatal (&err);
+    capsa_keyspec_clear (&key);
+    if (pipe2 (pfd, O_CLOEXEC) < 0)
+        capsa_die ("pipe: %s", strerror (errno));
+    if (capsa_luks_write_volume_key (vol, pfd[1], &err) < 0)
+        capsa_error_fatal (&err);
+    capsa_luks_close (vol);
+    close (pfd[1]);
+    sif_close (sif);
+    if (fcntl (pfd[0], F_SETFD, 0) < 0)
+        capsa_die ("cannot pass the key: %s", strerror (errno));
+    strv_push_take (args, xasprintf ("--key-fd=%d", pfd[0]));
+}
+#endif
+
 int
 cmd_action (int argc, char **argv)
 {
+    bool passphrase = false;
+    const char *pem_path = NULL;
     struct strv args = { 0 };
     const char *starter = CAPSA_LIBEXECDIR "/starter";
     const char *override = getenv ("CAPSA_STARTER");
@@ -126,6 +213,21 @@ cmd_action (int argc, char **argv)
         const char *a = argv[i];
         if (strcmp (a, "--") == 0)
             break;
+        if (capsa_cmd_registry_flag (argc, argv, &i)) /* oras:// images: the front end's own */
+            continue;
+        /* Keys for encrypted images: the front end's own, never passed on. */
+        if (strcmp (a, "--passphrase") == 0) {
+            passphrase = true;
+            continue;
+        }
+        if (strcmp (a, "--pem-path") == 0 && i + 1 < argc) {
+            pem_path = argv[++i];
+            continue;
+        }
+        if (strncmp (a, "--pem-path=", 11) == 0) {
+            pem_path = a + 11;
+            continue;
+        }
         if (strcmp (a, "--security") == 0 && i + 1 < argc) {
             add_security (&args, argv[++i]);
             continue;
@@ -138,6 +240,12 @@ cmd_action (int argc, char **argv)
         if (takes_value (a) && i + 1 < argc)
             strv_push (&args, argv[++i]);
     }
+    int img = i < argc && strcmp (argv[i], "--") == 0 ? i + 1 : i;
+    char *oras_sif = img < argc ? capsa_cmd_resolve_oras (argv[img]) : NULL;
+    if (oras_sif != NULL)
+        argv[img] = oras_sif; /* the cached SIF, pulled when needed */
+    if (img < argc)
+        prepare_key (argv[img], passphrase, pem_path, &args);
     for (; i < argc; i++)
         strv_push (&args, argv[i]);
     execv (starter, args.v);

@@ -14,6 +14,12 @@ static const char overview[] =
     "  run       run the image's runscript\n"
     "  shell     start an interactive shell inside an image\n"
     "  inspect   show an image's labels, runscript, definition file, environment\n"
+    "  build     build a SIF image or sandbox from a directory, an image or a definition file\n"
+    "  encrypt   encrypt the root file system of a SIF image\n"
+    "  push      upload a SIF image to an OCI registry (oras://)\n"
+    "  pull      download a SIF image from an OCI registry (oras://)\n"
+    "  cache     list or clean the cache of pulled images\n"
+    "  registry  log in to and out of OCI registries\n"
     "  sif       read and write Singularity Image Format files\n"
     "  capability  manage capability grants (add, drop, list, avail); alias: caps\n"
     "  version   print capsa's version\n"
@@ -81,6 +87,79 @@ static const struct help helps[] = {
       "kernel knows.  Users ask for granted ones with --add-caps.  Grants are kept in\n"
       "PREFIX/etc/capsa/capability.json, changed under a lock and replaced atomically.\n" },
     { "caps", "capsa caps ...", "Alias of 'capsa capability'.\n" },
+    { "build", "capsa build [--sandbox] [--force] [--fakeroot] [--notest] [--comp C] [--encrypt]\n"
+               "                   [--passphrase | --pem-path PUBLIC.pem] OUT SOURCE",
+      "Build OUT, a SIF file (or with --sandbox a directory), from SOURCE: a directory, a SIF or\n"
+      "squashfs image, or a definition file (Bootstrap: localimage or debootstrap; %setup, %files,\n"
+      "%post, %environment, %runscript, %startscript, %test, %labels, %help).\n"
+      "\n"
+      "Options:\n"
+      "  -s, --sandbox    build a directory instead of a SIF file\n"
+      "  -F, --force      replace an existing OUT; %labels replace existing labels\n"
+      "  -f, --fakeroot   run %setup, %post and %test as root in a user namespace (non-root users)\n"
+      "  -T, --notest     skip %test\n"
+      "      --comp C     squashfs compression: gzip (default), lz4, lzo, xz, zstd\n"
+      "  -e, --encrypt    encrypt the root file system (key from the options below or\n"
+      "                   CAPSA_ENCRYPTION_PASSPHRASE / _PEM_PATH / _PEM_DATA)\n"
+      "      --passphrase       encrypt with a passphrase, asked on the terminal (twice)\n"
+      "      --pem-path FILE    encrypt for the RSA public key in FILE\n"
+      "\n"
+      "%post and %test run as root inside the new root: build as root or with --fakeroot;\n"
+      "debootstrap needs root.  OUT appears whole or not at all.  Environment: CAPSA_FAKEROOT,\n"
+      "CAPSA_FORCE, CAPSA_SANDBOX, CAPSA_NOTEST, CAPSA_COMP, CAPSA_DEBOOTSTRAP_CACHE (debootstrap\n"
+      "--cache-dir).  See docs/build.md.\n" },
+    { "encrypt", "capsa encrypt [--passphrase | --pem-path PUBLIC.pem] [--force] IN.sif OUT.sif",
+      "Write OUT.sif: IN.sif with its root file system (the primary squashfs partition)\n"
+      "encrypted, every other object kept.  Signatures are dropped (they no longer match).\n"
+      "The partition becomes a LUKS2 container (aes-xts-plain64), as Apptainer writes them;\n"
+      "the definition file and metadata stay in clear.  See docs/encryption.md.\n"
+      "\n"
+      "Options:\n"
+      "      --passphrase      ask for a passphrase on the terminal (twice)\n"
+      "      --pem-path FILE   encrypt for the RSA public key in FILE (PEM, PKCS#1 or SPKI)\n"
+      "  -F, --force           replace an existing OUT.sif\n"
+      "\n"
+      "Without a flag the key comes from CAPSA_ENCRYPTION_PEM_PATH, CAPSA_ENCRYPTION_PEM_DATA\n"
+      "(the PEM text) or CAPSA_ENCRYPTION_PASSPHRASE (APPTAINER_ and SINGULARITY_ spellings too);\n"
+      "flags win.  OUT.sif appears whole or not at all.\n" },
+    { "push", "capsa push [--no-https] [--authfile FILE] IMAGE.sif oras://HOST/REPO:TAG",
+      "Upload IMAGE.sif to an OCI registry as an ORAS artifact (one layer of media type\n"
+      "application/vnd.sylabs.sif.layer.v1.sif, as Apptainer pushes it).  Blobs the registry\n"
+      "already has are not sent again.\n"
+      "\n"
+      "Options:\n"
+      "      --no-https        plain HTTP (a registry on a private address)\n"
+      "      --authfile FILE   credentials file (default $HOME/.capsa/registry.json)\n"
+      "\n"
+      "Log in first with 'capsa registry login' when the registry asks for it.  See\n"
+      "docs/registries.md.\n" },
+    { "pull", "capsa pull [--force] [--no-https] [--authfile FILE] [--arch ARCH] [--dir DIR] [--disable-cache] [OUT.sif] oras://HOST/REPO[:TAG|@DIGEST]",
+      "Download a SIF image pushed as an ORAS artifact (by capsa or Apptainer) to OUT.sif\n"
+      "(default NAME_TAG.sif), through the cache.  The image is checked against its sha256\n"
+      "digest; on a mismatch nothing is kept.\n"
+      "\n"
+      "Options:\n"
+      "  -F, --force           replace an existing OUT.sif\n"
+      "      --no-https        plain HTTP (a registry on a private address)\n"
+      "      --authfile FILE   credentials file (default $HOME/.capsa/registry.json)\n"
+      "      --arch ARCH       the variant of a multi-architecture image (default: this machine's)\n"
+      "      --dir DIR         put OUT.sif in DIR\n"
+      "      --disable-cache   download straight to OUT.sif\n"
+      "\n"
+      "exec, run, shell and inspect take oras:// images too: they are pulled into the cache\n"
+      "once and run from there (--no-https and --authfile work there as well).\n" },
+    { "cache", "capsa cache list [--type oras|blob|all] | clean [--force] [--dry-run] [--type oras|blob|all]",
+      "The per-user cache of pulled SIF images (oras) and image layers (blob), named by their\n"
+      "sha256 digest: $CAPSA_CACHEDIR, default $HOME/.capsa/cache (mode 0700).\n"
+      "\n"
+      "  list     what is cached: type, digest, size, last use, the reference last pulled\n"
+      "  clean    remove cached files; asks first unless -f/--force; -n/--dry-run only counts\n" },
+    { "registry", "capsa registry login [--username USER] [--password-stdin] [--no-https] [--authfile FILE] HOST | logout [--authfile FILE] HOST | list",
+      "Store credentials for a registry (HOST, HOST:PORT, or an oras:// or docker:// URI of it).\n"
+      "login checks them with the registry first, then writes them to the credentials file\n"
+      "(default $HOME/.capsa/registry.json, mode 0600, Docker's format); the password is read\n"
+      "from the terminal without echo, or with --password-stdin as the first line of standard\n"
+      "input.  It is never printed.  logout removes them; list shows hosts and user names.\n" },
     { "version", "capsa version", "Print capsa's version.\n" },
     { "help", "capsa help [COMMAND]", "Show help for COMMAND.\n" },
 };

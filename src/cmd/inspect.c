@@ -291,6 +291,7 @@ cmd_inspect (int argc, char **argv)
         { "deffile", no_argument, NULL, 'd' },    { "environment", no_argument, NULL, 'e' },
         { "helpfile", no_argument, NULL, 'H' },   { "test", no_argument, NULL, 't' },
         { "startscript", no_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
+        { "no-https", no_argument, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
     bool want[7] = { false }, json = false, any = false, encrypted = false;
@@ -311,6 +312,7 @@ cmd_inspect (int argc, char **argv)
         case 't': want[W_TEST] = any = true; break;
         case 's': want[W_STARTSCRIPT] = any = true; break;
         case 'j': json = true; break;
+        case 'N': capsa_cmd_set_no_https (); break;
         default:
             capsa_die ("inspect: unknown option '%s' (see 'capsa help inspect')", argv[optind - 1]);
         }
@@ -319,6 +321,9 @@ cmd_inspect (int argc, char **argv)
         capsa_die ("usage: capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--json] IMAGE");
     if (!any)
         want[W_LABELS] = true;
+    char *oras_sif = capsa_cmd_resolve_oras (argv[optind]);
+    if (oras_sif != NULL)
+        argv[optind] = oras_sif; /* the cached SIF, pulled when needed */
 
     if (capsa_image_open (&img, argv[optind], &err) < 0 && img.kind != IMAGE_SIF)
         capsa_error_fatal (&err);

@@ -9,6 +9,8 @@
 #include "lib/error.h"
 #include "lib/log.h"
 
+char **capsa_main_argv;
+
 struct command {
     const char *name;
     int (*fn) (int argc, char **argv);
@@ -18,6 +20,10 @@ static const struct command commands[] = {
     { "exec", cmd_action },   { "run", cmd_action },     { "shell", cmd_action },
     { "sif", cmd_sif },       { "inspect", cmd_inspect }, { "version", cmd_version },
     { "help", cmd_help },     { "capability", cmd_capability }, { "caps", cmd_capability },
+    { "build", cmd_build },
+    { "encrypt", cmd_encrypt },
+    { "push", cmd_push },     { "pull", cmd_pull },       { "cache", cmd_cache },
+    { "registry", cmd_registry },
 };
 
 int
@@ -44,6 +50,7 @@ main (int argc, char **argv)
 {
     int i = 1;
 
+    capsa_main_argv = argv;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp (argv[i], "-q") == 0 || strcmp (argv[i], "--quiet") == 0)
             capsa_log_set_level (CAPSA_LOG_ERROR);
