@@ -59,8 +59,13 @@ static const char action_options[] =
     "      --allow-setuid            root only: honour setuid bits inside the image\n"
     "      --security KEY:VALUE      seccomp:PROFILE.json, uid:N, gid:N[:N...] (root only\n"
     "                                in setuid mode), selinux:LABEL, apparmor:PROFILE\n"
+    "      --passphrase              encrypted image: ask for its passphrase\n"
+    "      --pem-path FILE           encrypted image: its RSA private key (PEM)\n"
     "\n"
     "Every option has a CAPSA_ variable (CAPSA_BIND, CAPSA_CONTAIN=1, ...); flags win.\n"
+    "Keys of encrypted images also come from CAPSA_ENCRYPTION_PASSPHRASE,\n"
+    "CAPSA_ENCRYPTION_PEM_PATH or CAPSA_ENCRYPTION_PEM_DATA (APPTAINER_ and SINGULARITY_\n"
+    "spellings too); they are never passed on in arguments or the environment.\n"
     "The command's exit status is passed on (128+N after signal N); capsa's own\n"
     "errors exit 255, a command that is not found 127, one that cannot run 126.\n";
 
