@@ -25,6 +25,11 @@ CAPSA_ENCRYPTION_PASSPHRASE=$PASS "$CAPSA" -q encrypt "$WORK/plain.sif" "$WORK/p
 "$CAPSA" -q encrypt --pem-path "$WORK/spki.pub" "$WORK/plain.sif" "$WORK/rsa8.sif"
 chmod 0644 "$WORK"/*.sif
 
+# Also built directly by capsa build (the plaintext squashfs never on disk).
+CAPSA_ENCRYPTION_PASSPHRASE=$PASS "$CAPSA" -q build --encrypt "$WORK/built-pass.sif" "$tree"
+"$CAPSA" -q build --pem-path "$WORK/spki.pub" "$WORK/built-rsa.sif" "$tree"
+chmod 0644 "$WORK"/built-*.sif
+
 # 1. Round trips.
 for mode in root setuid userns; do
     case $mode in
@@ -40,6 +45,10 @@ for mode in root setuid userns; do
     expect_eq "RSA PKCS#8/SPKI image ($mode): cat /marker" "$MARKER" "$OUT"
     r CAPSA_ENCRYPTION_PEM_PATH="$WORK/pkcs1.pem" "$CAPSA" exec "$WORK/rsa1.sif" cat /marker
     expect_eq "CAPSA_ENCRYPTION_PEM_PATH ($mode)" "$MARKER" "$OUT"
+    r CAPSA_ENCRYPTION_PASSPHRASE="$PASS" "$CAPSA" exec "$WORK/built-pass.sif" cat /marker
+    expect_eq "capsa build --encrypt (passphrase) round trip ($mode)" "$MARKER" "$OUT"
+    r "$CAPSA" exec --pem-path "$WORK/pkcs8.pem" "$WORK/built-rsa.sif" cat /marker
+    expect_eq "capsa build --pem-path round trip ($mode)" "$MARKER" "$OUT"
 done
 run env APPTAINER_ENCRYPTION_PASSPHRASE="$PASS" "$CAPSA" exec "$WORK/pass.sif" cat /marker
 expect_eq "APPTAINER_ENCRYPTION_PASSPHRASE is honoured" "$MARKER" "$OUT"
@@ -57,7 +66,7 @@ expect_match "a key for an unencrypted image: warning" "^WARNING: .*not encrypte
 expect_match "a key for an unencrypted image: the run continues" "plain" "$OUT"
 
 # 3. No plaintext and no key where it should not be, during a run.
-expect_eq "marker not in the encrypted SIFs" "0" "$(cat "$WORK/pass.sif" "$WORK/rsa1.sif" "$WORK/rsa8.sif" | grep -c -a "$MARKER")"
+expect_eq "marker not in the encrypted SIFs" "0" "$(cat "$WORK/pass.sif" "$WORK/rsa1.sif" "$WORK/rsa8.sif" "$WORK"/built-*.sif | grep -c -a "$MARKER")"
 expect_eq "passphrase not in the SIF" "0" "$(grep -c -a "$PASS" "$WORK/pass.sif")"
 # The key reaches capsa through the environment of a shell that read it
 # from a file, so that no command line of the test itself holds it.
