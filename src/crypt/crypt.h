@@ -42,6 +42,7 @@
 #include <sys/types.h>
 
 #include "lib/error.h"
+#include "lib/utils.h"
 #include "sif/sif.h"
 
 /* ---- Parameters of the images capsa writes ----------------------------- */
@@ -75,7 +76,7 @@ void capsa_secure_free (void *p); /* NULL is fine */
 size_t capsa_secure_size (const void *p);
 
 /* Fill buf with len bytes from the kernel's random generator. */
-int capsa_random_bytes (void *buf, size_t len, capsa_error_t *err);
+/* capsa_random_bytes (): see lib/utils.h. */
 
 /* ---- AES-XTS, dm-crypt plain64 numbering --------------------------------- */
 

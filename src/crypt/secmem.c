@@ -74,19 +74,3 @@ capsa_secure_free (void *p)
     (void) munmap (h, map_len);
 }
 
-int
-capsa_random_bytes (void *buf, size_t len, capsa_error_t *err)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t r = getrandom ((char *) buf + done, len - done, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return capsa_error_make (err, errno, "cannot get random bytes");
-        }
-        done += (size_t) r;
-    }
-    return 0;
-}

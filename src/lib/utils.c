@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/random.h>
 
 static void
 oom (void)
@@ -103,6 +104,42 @@ pread_all (int fd, void *buf, size_t len, off_t off)
         done += (size_t) r;
     }
     return (ssize_t) done;
+}
+
+ssize_t
+pwrite_all (int fd, const void *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pwrite (fd, (const char *) buf + done, len - done, off + (off_t) done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        done += (size_t) r;
+    }
+    return (ssize_t) done;
+}
+
+int
+capsa_random_bytes (void *buf, size_t len, capsa_error_t *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = getrandom ((char *) buf + done, len - done, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return capsa_error_make (err, errno, "cannot get random bytes");
+        }
+        done += (size_t) r;
+    }
+    return 0;
 }
 
 ssize_t

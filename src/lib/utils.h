@@ -70,6 +70,10 @@ char *xasprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 ssize_t read_all (int fd, void *buf, size_t len);
 ssize_t write_all (int fd, const void *buf, size_t len);
 ssize_t pread_all (int fd, void *buf, size_t len, off_t off);
+ssize_t pwrite_all (int fd, const void *buf, size_t len, off_t off);
+
+/* Fill buf with len bytes from the kernel's random generator. */
+int capsa_random_bytes (void *buf, size_t len, capsa_error_t *err);
 
 /* Read a whole (small) file from an open descriptor; max bytes at most. */
 int read_fd_all (int fd, size_t max, char **out, size_t *outlen, capsa_error_t *err);

@@ -24,42 +24,6 @@
 
 #define MAX_ALIGNMENT (INT64_C (1) << 30)
 
-static ssize_t
-pwrite_all (int fd, const void *buf, size_t len, off_t off)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t r = pwrite (fd, (const char *) buf + done, len - done, off + (off_t) done);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        done += (size_t) r;
-    }
-    return (ssize_t) done;
-}
-
-static int
-fill_random (void *buf, size_t len, capsa_error_t *err)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t r = getrandom ((char *) buf + done, len - done, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return capsa_error_make (err, errno, "getrandom");
-        }
-        done += (size_t) r;
-    }
-    return 0;
-}
-
 /* Timestamp for a modification: deterministic images (nil UUID, unset
  * times) stay deterministic, as with sylabs/sif. */
 static int64_t
@@ -147,7 +111,7 @@ sif_create (const char *path, const struct sif_create_opts *opts, capsa_error_t 
     if (opts->uuid)
         memcpy (hdr + HDR_UUID, opts->uuid, 16);
     else {
-        if (fill_random (hdr + HDR_UUID, 16, err) < 0)
+        if (capsa_random_bytes (hdr + HDR_UUID, 16, err) < 0)
             return -1;
         hdr[HDR_UUID + 6] = (uint8_t) ((hdr[HDR_UUID + 6] & 0x0f) | 0x40); /* version 4 */
         hdr[HDR_UUID + 8] = (uint8_t) ((hdr[HDR_UUID + 8] & 0x3f) | 0x80); /* RFC 4122 variant */
@@ -168,7 +132,7 @@ sif_create (const char *path, const struct sif_create_opts *opts, capsa_error_t 
     for (int tries = 0; fd < 0; tries++) {
         uint8_t rnd[6];
 
-        if (fill_random (rnd, sizeof (rnd), err) < 0)
+        if (capsa_random_bytes (rnd, sizeof (rnd), err) < 0)
             return -1;
         free (tmp);
         tmp = xasprintf ("%s/.%s.%02x%02x%02x%02x%02x%02x.tmp", dirname (dcopy), basename (bcopy), rnd[0],
