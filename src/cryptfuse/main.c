@@ -414,6 +414,14 @@ main (int argc, char **argv)
         if (ready_fd >= 0) {
             (void) !write (ready_fd, "R", 1);
             close (ready_fd);
+            /* Serving from now on: libfuse's report of the connection's end
+             * when the container's namespace goes away is noise for the
+             * user of the container (kept with --debug). */
+            int devnull = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+            if (!debug && devnull >= 0)
+                dup2 (devnull, STDERR_FILENO);
+            if (devnull >= 0)
+                close (devnull);
         }
         cfg = fuse_loop_cfg_create ();
         fuse_loop_cfg_set_max_threads (cfg, 8);

@@ -567,7 +567,8 @@ setup_root (struct capsa_container *c, int sock, capsa_error_t *err)
                                         c->stage_dir, c->stage_dir, userns ? ",userxattr" : "");
     cleanup_free char *rootpath = xasprintf ("%s/root", c->stage_dir);
     if (mount ("overlay", rootpath, "overlay", rootflags, ovl) < 0)
-        return capsa_error_make (err, errno, "cannot mount the container's root overlay");
+        return capsa_error_make (err, errno, "cannot mount the container's root overlay%s",
+                                 errno == ENOTCONN ? " (the image's squashfs could not be read: is it valid?)" : "");
     cleanup_close int rootfd = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (rootfd < 0)
         return capsa_error_make (err, errno, "cannot open the container root");
@@ -818,8 +819,14 @@ spawn_fuse_server (struct capsa_container *c, pid_t container, const struct fuse
         prctl (PR_SET_PDEATHSIG, SIGKILL);
         if (devnull >= 0) {
             dup2 (devnull, STDIN_FILENO);
-            if (capsa_log_get_level () < CAPSA_LOG_DEBUG)
+            if (capsa_log_get_level () < CAPSA_LOG_DEBUG) {
                 dup2 (devnull, STDOUT_FILENO);
+                /* squashfuse_ll reports the end of its connection when the
+                 * container's namespace goes away; only -d shows that.  A
+                 * bad image still shows, as the root mount failing. */
+                if (req->server == SERVER_SQUASHFS)
+                    dup2 (devnull, STDERR_FILENO);
+            }
         }
         /* Descriptors it may keep: not close-on-exec copies above 10. */
         int f = fcntl (fusefd, F_DUPFD, 10), i = fcntl (filefd, F_DUPFD, 10);
