@@ -222,6 +222,19 @@ print_text (const char *s)
         putchar ('\n');
 }
 
+/* The keys of OBJ, in byte order (Apptainer prints labels sorted). */
+static void
+sorted_keys (json_object *obj, struct strv *keys)
+{
+    json_object_object_foreach (obj, key, val)
+    {
+        (void) val;
+        strv_push (keys, key);
+    }
+    if (keys->n)
+        qsort (keys->v, keys->n, sizeof (char *), cmp_str);
+}
+
 static int
 print_what (json_object *attrs, enum what w, const char *image)
 {
@@ -230,13 +243,7 @@ print_what (json_object *attrs, enum what w, const char *image)
     case W_LABELS:
         if (json_object_object_get_ex (attrs, "labels", &v) && json_object_is_type (v, json_type_object)) {
             struct strv keys = { 0 };
-            json_object_object_foreach (v, key, val)
-            {
-                (void) val;
-                strv_push (&keys, key);
-            }
-            if (keys.n)
-                qsort (keys.v, keys.n, sizeof (char *), cmp_str);
+            sorted_keys (v, &keys);
             for (size_t i = 0; i < keys.n; i++) {
                 json_object *lv = json_object_object_get (v, keys.v[i]);
                 printf ("%s: %s\n", keys.v[i], json_object_is_type (lv, json_type_string) ? json_object_get_string (lv)
@@ -248,13 +255,7 @@ print_what (json_object *attrs, enum what w, const char *image)
     case W_ENVIRONMENT:
         if (json_object_object_get_ex (attrs, "environment", &v) && json_object_is_type (v, json_type_object)) {
             struct strv keys = { 0 };
-            json_object_object_foreach (v, key, val)
-            {
-                (void) val;
-                strv_push (&keys, key);
-            }
-            if (keys.n)
-                qsort (keys.v, keys.n, sizeof (char *), cmp_str);
+            sorted_keys (v, &keys);
             for (size_t i = 0; i < keys.n; i++) {
                 printf ("=== %s ===\n", keys.v[i]);
                 print_text (json_object_get_string (json_object_object_get (v, keys.v[i])));

@@ -245,6 +245,26 @@ parse_long (const char *s, long min, long max, long *out)
     return 0;
 }
 
+void
+str_append (char **buf, size_t *len, const char *s)
+{
+    size_t n = strlen (s);
+    *buf = xrealloc (*buf, *len + n + 1);
+    memcpy (*buf + *len, s, n + 1);
+    *len += n;
+}
+
+void
+str_append_shell_quoted (char **buf, size_t *len, const char *s)
+{
+    str_append (buf, len, "'");
+    for (const char *p = s; *p; p++) {
+        char ch[2] = { *p, 0 };
+        str_append (buf, len, *p == '\'' ? "'\\''" : ch);
+    }
+    str_append (buf, len, "'");
+}
+
 char *
 trim (char *s)
 {

@@ -99,4 +99,9 @@ int split_list (const char *s, char sep, int (*cb) (const char *item, void *data
 
 char *trim (char *s);
 
+/* Append S to the growing string *BUF of *LEN bytes (*BUF may be NULL);
+ * the second form single-quotes it for sh ('it'\''s'). */
+void str_append (char **buf, size_t *len, const char *s);
+void str_append_shell_quoted (char **buf, size_t *len, const char *s);
+
 #endif

@@ -32,6 +32,10 @@
 
 /* "sha256:<64 lowercase hex>" (the only algorithm capsa accepts; others are
  * refused with a message saying so). */
+/* Tell the caller's notice callback (progress, warnings), if any. */
+void oci_notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
 bool oci_digest_valid (const char *d);
 int oci_digest_check (const char *d, capsa_error_t *err);
 /* The 64 hex characters of a valid digest. */

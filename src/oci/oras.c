@@ -31,24 +31,6 @@ is_sif_layer (const char *mt)
     return mt && (strcmp (mt, CAPSA_SIF_LAYER_MEDIATYPE) == 0 || strcmp (mt, CAPSA_SIF_LAYER_MEDIATYPE_PROTO) == 0);
 }
 
-static void
-notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static void
-notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-    if (o == NULL || o->notice == NULL)
-        return;
-    va_start (ap, fmt);
-    if (vasprintf (&msg, fmt, ap) >= 0) {
-        o->notice (level, msg, o->data);
-        free (msg);
-    }
-    va_end (ap);
-}
 
 /* ---- push -------------------------------------------------------------- */
 
@@ -106,9 +88,9 @@ capsa_oras_push (const char *path, const char *uri, const struct capsa_oci_opts 
     pathcopy = xstrdup (path);
     const char *title = basename (pathcopy);
     if (exists) {
-        notify (o, CAPSA_OCI_VERBOSE, "the registry already has %s", digest);
+        oci_notify (o, CAPSA_OCI_VERBOSE, "the registry already has %s", digest);
     } else {
-        notify (o, CAPSA_OCI_INFO, "Uploading %s (%llu bytes) to %s", title, (unsigned long long) size, uri);
+        oci_notify (o, CAPSA_OCI_INFO, "Uploading %s (%llu bytes) to %s", title, (unsigned long long) size, uri);
         if (oci_put_blob_fd (c, fd, size, digest, title, err) < 0)
             goto out;
     }
@@ -211,7 +193,7 @@ fill_sif (int fd, void *data, capsa_error_t *err)
 {
     struct fill_data *f = data;
     char magic[10];
-    notify (f->o, CAPSA_OCI_INFO, "Downloading oras image %s", f->refstr);
+    oci_notify (f->o, CAPSA_OCI_INFO, "Downloading oras image %s", f->refstr);
     if (oci_get_blob_fd (f->c, f->layer, fd, err) < 0)
         return -1;
     if (pread (fd, magic, sizeof (magic), 32) != (ssize_t) sizeof (magic) || memcmp (magic, "SIF_MAGIC\0", 10) != 0)
@@ -247,7 +229,7 @@ capsa_oras_cached (const char *uri, const struct capsa_oci_opts *o, char **path_
             char *p = oci_cache_path (cache, "oras", known);
             struct stat st;
             if (stat (p, &st) == 0 && S_ISREG (st.st_mode)) {
-                notify (o, CAPSA_OCI_WARNING, "%s; using the cached image of %s (%s)", (*err)->msg, refstr, known);
+                oci_notify (o, CAPSA_OCI_WARNING, "%s; using the cached image of %s (%s)", (*err)->msg, refstr, known);
                 capsa_error_free (err);
                 *path_out = p;
                 ret = 0;
@@ -264,7 +246,7 @@ capsa_oras_cached (const char *uri, const struct capsa_oci_opts *o, char **path_
         goto out;
     }
     if (!filled)
-        notify (o, CAPSA_OCI_VERBOSE, "using the cached image of %s (%s)", refstr, layer.digest);
+        oci_notify (o, CAPSA_OCI_VERBOSE, "using the cached image of %s (%s)", refstr, layer.digest);
     if (downloaded)
         *downloaded = filled;
     capsa_error_t ignore = NULL;

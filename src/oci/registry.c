@@ -19,6 +19,7 @@
  * size, and manifests fetched by digest are checked against it. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <json-c/json.h>
 #include <string.h>
 #include <strings.h>
@@ -814,4 +815,19 @@ capsa_registry_check_login (const char *host, const char *user, const char *pass
     int r = oci_ping (c, err);
     oci_client_free (c);
     return r;
+}
+
+void
+oci_notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+    if (o == NULL || o->notice == NULL)
+        return;
+    va_start (ap, fmt);
+    if (vasprintf (&msg, fmt, ap) >= 0) {
+        o->notice (level, msg, o->data);
+        free (msg);
+    }
+    va_end (ap);
 }

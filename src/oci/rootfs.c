@@ -26,24 +26,6 @@
 
 #define STAGE_MAX_ENTRIES 100000
 
-static void
-notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static void
-notify (const struct capsa_oci_opts *o, enum capsa_oci_notice level, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-    if (o == NULL || o->notice == NULL)
-        return;
-    va_start (ap, fmt);
-    if (vasprintf (&msg, fmt, ap) >= 0) {
-        o->notice (level, msg, o->data);
-        free (msg);
-    }
-    va_end (ap);
-}
 
 bool
 capsa_oci_is_source (const char *ref)
@@ -86,7 +68,7 @@ apply (int rootfd, int layerfd, size_t i, size_t n, const char *digest, const st
     cleanup_free char *what = xasprintf ("layer %zu/%zu (%.19s)", i + 1, n, digest ? digest : "no digest");
     struct oci_extract_opts eo = { .as_root = geteuid () == 0, .what = what, .notice = o ? o->notice : NULL,
                                    .data = o ? o->data : NULL };
-    notify (o, CAPSA_OCI_VERBOSE, "extracting %s", what);
+    oci_notify (o, CAPSA_OCI_VERBOSE, "extracting %s", what);
     return oci_apply_layer (rootfd, layerfd, &eo, err);
 }
 
@@ -156,7 +138,7 @@ from_registry (const char *refs, int rootfd, const struct capsa_oci_opts *o, str
         capsa_error_make (err, 0, "%s is a SIF image pushed as an ORAS artifact: use oras://%s", refstr, refs);
         goto out;
     }
-    notify (o, CAPSA_OCI_VERBOSE, "%s: manifest %s, %zu layer(s)", refstr, digest, m.nlayers);
+    oci_notify (o, CAPSA_OCI_VERBOSE, "%s: manifest %s, %zu layer(s)", refstr, digest, m.nlayers);
     if (oci_get_blob_mem (c, &m.config, OCI_CONFIG_MAX, &cfg, &cfglen, err) < 0)
         goto out;
     if (oci_config_parse (cfg, cfglen, out, err) < 0) {
@@ -179,7 +161,7 @@ from_registry (const char *refs, int rootfd, const struct capsa_oci_opts *o, str
             struct blob_fill f = { c, d };
             cleanup_free char *path = NULL;
             bool filled = false;
-            notify (o, CAPSA_OCI_INFO, "Fetching layer %zu/%zu %.19s", i + 1, m.nlayers, d->digest);
+            oci_notify (o, CAPSA_OCI_INFO, "Fetching layer %zu/%zu %.19s", i + 1, m.nlayers, d->digest);
             if (oci_cache_ensure (cache, "blob", d->digest, fill_blob, &f, &path, &filled, err) < 0)
                 goto out;
             fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -625,7 +607,7 @@ from_docker_archive (const char *spec, int rootfd, const struct capsa_oci_opts *
         goto out;
     }
     if (want == NULL && json_object_array_length (root) > 1)
-        notify (o, CAPSA_OCI_WARNING, "%s holds several images; using the first (name one with %s:NAME)", file, file);
+        oci_notify (o, CAPSA_OCI_WARNING, "%s holds several images; using the first (name one with %s:NAME)", file, file);
     if (!json_object_object_get_ex (img, "Config", &v) || !json_object_is_type (v, json_type_string)) {
         capsa_error_make (err, 0, "%s: manifest.json has no Config", file);
         goto out;
@@ -702,6 +684,6 @@ capsa_oci_fetch_rootfs (const char *ref, const char *rootdir, const struct capsa
         return capsa_error_wrap (err, "%s", ref);
     }
     if (out->arch && strcmp (out->arch, target_arch (o)) != 0)
-        notify (o, CAPSA_OCI_WARNING, "%s is built for %s, not %s", ref, out->arch, target_arch (o));
+        oci_notify (o, CAPSA_OCI_WARNING, "%s is built for %s, not %s", ref, out->arch, target_arch (o));
     return 0;
 }

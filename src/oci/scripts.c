@@ -4,37 +4,12 @@
 
 #include "oci/oci_private.h"
 
-/* Append S to *buf single-quoted for sh ('it'"'"'s' style: ' -> '\''). */
-static void
-append (char **buf, size_t *len, const char *s)
-{
-    size_t n = strlen (s);
-    *buf = xrealloc (*buf, *len + n + 1);
-    memcpy (*buf + *len, s, n + 1);
-    *len += n;
-}
-
-static void
-append_quoted (char **buf, size_t *len, const char *s)
-{
-    append (buf, len, "'");
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'')
-            append (buf, len, "'\\''");
-        else {
-            char c[2] = { *p, '\0' };
-            append (buf, len, c);
-        }
-    }
-    append (buf, len, "'");
-}
-
 static void
 append_argv (char **buf, size_t *len, const struct strv *v)
 {
     for (size_t i = 0; i < v->n; i++) {
-        append (buf, len, " ");
-        append_quoted (buf, len, v->v[i]);
+        str_append (buf, len, " ");
+        str_append_shell_quoted (buf, len, v->v[i]);
     }
 }
 
@@ -43,28 +18,28 @@ capsa_oci_runscript (const struct capsa_oci_config *c)
 {
     char *b = NULL;
     size_t n = 0;
-    append (&b, &n,
+    str_append (&b, &n,
             "#!/bin/sh\n"
             "# Made by capsa from the image's OCI config, with Docker's rules: ENTRYPOINT,\n"
             "# followed by the arguments of 'capsa run', or by CMD when there are none.\n");
     if (c->cmd.n > 0) {
-        append (&b, &n, "if [ $# -eq 0 ]; then\n    set --");
+        str_append (&b, &n, "if [ $# -eq 0 ]; then\n    set --");
         append_argv (&b, &n, &c->cmd);
-        append (&b, &n, "\nfi\n");
+        str_append (&b, &n, "\nfi\n");
     }
     if (c->entrypoint.n > 0) {
-        append (&b, &n, "set --");
+        str_append (&b, &n, "set --");
         append_argv (&b, &n, &c->entrypoint);
-        append (&b, &n, " \"$@\"\n");
+        str_append (&b, &n, " \"$@\"\n");
     }
     if (c->workingdir != NULL) {
-        append (&b, &n, "if [ -d ");
-        append_quoted (&b, &n, c->workingdir);
-        append (&b, &n, " ]; then\n    cd ");
-        append_quoted (&b, &n, c->workingdir);
-        append (&b, &n, " || exit 1\nfi\n");
+        str_append (&b, &n, "if [ -d ");
+        str_append_shell_quoted (&b, &n, c->workingdir);
+        str_append (&b, &n, " ]; then\n    cd ");
+        str_append_shell_quoted (&b, &n, c->workingdir);
+        str_append (&b, &n, " || exit 1\nfi\n");
     }
-    append (&b, &n,
+    str_append (&b, &n,
             "if [ $# -eq 0 ]; then\n"
             "    set -- /bin/sh\n"
             "fi\n"
@@ -89,17 +64,17 @@ capsa_oci_envscript (const struct capsa_oci_config *c)
 {
     char *b = NULL;
     size_t n = 0;
-    append (&b, &n, "#!/bin/sh\n# Environment of the image's OCI config (Env), made by capsa.\n");
+    str_append (&b, &n, "#!/bin/sh\n# Environment of the image's OCI config (Env), made by capsa.\n");
     for (size_t i = 0; i < c->env.n; i++) {
         const char *e = c->env.v[i];
         const char *eq = strchr (e, '=');
         if (eq == NULL || !shell_name (e, (size_t) (eq - e)))
             continue; /* not a name the shell can set */
         char *key = xasprintf ("export %.*s=", (int) (eq - e), e);
-        append (&b, &n, key);
+        str_append (&b, &n, key);
         free (key);
-        append_quoted (&b, &n, eq + 1);
-        append (&b, &n, "\n");
+        str_append_shell_quoted (&b, &n, eq + 1);
+        str_append (&b, &n, "\n");
     }
     return b;
 }

@@ -135,34 +135,13 @@ capsa_env_read_file (struct capsa_container *c, const char *path, capsa_error_t 
     return 0;
 }
 
-static void
-append (char **buf, size_t *len, const char *s)
-{
-    size_t n = strlen (s);
-    *buf = xrealloc (*buf, *len + n + 1);
-    memcpy (*buf + *len, s, n + 1);
-    *len += n;
-}
-
-/* Single-quote S for sh. */
-static void
-append_quoted (char **buf, size_t *len, const char *s)
-{
-    append (buf, len, "'");
-    for (const char *p = s; *p; p++) {
-        char ch[2] = { *p, 0 };
-        append (buf, len, *p == '\'' ? "'\\''" : ch);
-    }
-    append (buf, len, "'");
-}
-
 char *
 capsa_env_script (const struct capsa_container *c)
 {
     char *s = NULL;
     size_t len = 0;
 
-    append (&s, &len,
+    str_append (&s, &len,
             "for __capsa_f in /.singularity.d/env/*.sh; do\n"
             "  if [ -f \"$__capsa_f\" ]; then . \"$__capsa_f\"; fi\n"
             "done\n"
@@ -173,14 +152,14 @@ capsa_env_script (const struct capsa_container *c)
         if (eq == NULL || !valid_name (kv, (size_t) (eq - kv)))
             continue;
         char *key = strndup (kv, (size_t) (eq - kv));
-        append (&s, &len, "export ");
-        append (&s, &len, key);
-        append (&s, &len, "=");
-        append_quoted (&s, &len, eq + 1);
-        append (&s, &len, "\n");
+        str_append (&s, &len, "export ");
+        str_append (&s, &len, key);
+        str_append (&s, &len, "=");
+        str_append_shell_quoted (&s, &len, eq + 1);
+        str_append (&s, &len, "\n");
         free (key);
     }
-    append (&s, &len,
+    str_append (&s, &len,
             "case \"$1\" in\n"
             "*/*) if [ ! -e \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": no such file or directory\" >&2; exit 127;\n"
             "     elif [ -d \"$1\" ] || [ ! -x \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": permission denied\" >&2; exit 126; fi ;;\n"
@@ -259,7 +238,7 @@ capsa_group_content (const struct capsa_container *c, const char *image_group)
         if (gr == NULL || has_entry (out, gr->gr_name, g))
             continue;
         cleanup_free char *line = xasprintf ("%s:x:%u:%s\n", gr->gr_name, g, c->user.name);
-        append (&out, &len, line);
+        str_append (&out, &len, line);
     }
     return out;
 }
