@@ -12,7 +12,7 @@ packages=(
     fuse3 squashfs-tools squashfuse
     # tests, fixtures and benchmarks
     busybox-static debootstrap bubblewrap charliecloud-runtime hyperfine python3 procps util-linux
-    iputils-ping libcap2-bin
+    iputils-ping libcap2-bin openssl jq
     # Slurm, MPI and the Debian package (tests/e2e/test_slurm.sh, test_mpi.sh, test_deb.sh);
     # the host's Open MPI must match the test image's (Debian 12's, see docs/hpc.md)
     slurmctld slurmd slurm-client munge openmpi-bin libopenmpi-dev iproute2
