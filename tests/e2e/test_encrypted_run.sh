@@ -86,6 +86,17 @@ expect_eq "during a run: no capsa process has the passphrase or marker in enviro
 wait "$bg"
 expect_eq "the background encrypted run ended well" "0" "$?"
 
+# The administrator may refuse encrypted images to users (never to root).
+CONF=$CAPSA_PREFIX/etc/capsa/capsa.conf
+cp "$CONF" "$WORK/conf.orig"
+sed -i 's/^allow container encrypted = yes/allow container encrypted = no/' "$CONF"
+run_user "CAPSA_ENCRYPTION_PASSPHRASE=$PASS $CAPSA exec $WORK/pass.sif true"
+expect_eq "allow container encrypted = no refuses a user: 255" "255" "$RC"
+expect_match "allow container encrypted = no: message" "^FATAL: .*allow container encrypted = no" "$OUT"
+run env CAPSA_ENCRYPTION_PASSPHRASE="$PASS" "$CAPSA" exec "$WORK/pass.sif" cat /marker
+expect_eq "allow container encrypted = no never restricts root" "$MARKER" "$OUT"
+cp "$WORK/conf.orig" "$CONF"
+
 # 4. Errors: message, exit 255, nothing left.
 run_user "$CAPSA exec $WORK/pass.sif true"
 expect_eq "missing key: 255" "255" "$RC"
