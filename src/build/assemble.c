@@ -182,6 +182,7 @@ assemble_sif (const char *path, const char *deffile, size_t deflen, const char *
             .fstype = SIF_FS_SQUASHFS,
             .parttype = SIF_PART_PRIMSYS,
             .arch = arch,
+            .no_sync = true, /* a temporary file, renamed when complete */
         };
         if (sif_add_object (img, &part, squashfs_fd, NULL, err) < 0)
             goto out;

@@ -242,6 +242,8 @@ struct sif_add_opts {
     int64_t alignment;  /* -1: default (4096 for partitions, else none) */
     const char *name;   /* NULL or "": none; at most 127 bytes */
     int64_t time;       /* 0: now (SIF_TIME_UNSET kept for deterministic images) */
+    bool no_sync;       /* skip the fdatasync before the descriptor is written: for a new
+                         * file that is renamed into place only when complete (build) */
     /* SIF_DATA_PARTITION */
     int32_t fstype, parttype;
     const char *arch; /* Go arch name, required for partitions */

@@ -235,9 +235,33 @@ copy_in (struct sif_image *img, int data_fd, int64_t offset, struct sif_sha256 *
          capsa_error_t *err)
 {
     enum { BUFSZ = 1 << 20 };
-    cleanup_free char *buf = xmalloc (BUFSZ);
+    cleanup_free char *buf = NULL;
     int64_t done = 0;
 
+    /* Without hashing, let the kernel copy (no round trip through user
+     * space); fall back to read/write where it cannot (pipes, old kernels). */
+    if (sha == NULL) {
+        for (;;) {
+            loff_t out = (loff_t) (offset + done);
+            ssize_t r = copy_file_range (data_fd, NULL, img->fd, &out, BUFSZ * 16, 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                if (r == 0) {
+                    *copied = done;
+                    return 0;
+                }
+                if (done == 0 && (errno == EINVAL || errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP
+                                  || errno == EBADF))
+                    break; /* not possible here: copy by hand */
+                return capsa_error_make (err, errno, "copy object data to %s", img->name ? img->name : "image");
+            }
+            if (done > INT64_MAX - offset - r)
+                return sif_error (err, EFBIG, "object too large");
+            done += r;
+        }
+    }
+    buf = xmalloc (BUFSZ);
     for (;;) {
         ssize_t r = read (data_fd, buf, BUFSZ);
         if (r < 0) {
@@ -341,8 +365,9 @@ sif_add_object (struct sif_image *img, const struct sif_add_opts *o, int data_fd
         for (int i = 0; i < 32; i++)
             snprintf (p + 7 + 2 * i, 3, "%02x", sum[i]);
     }
-    /* The data must be on disk before a descriptor points at it. */
-    if (fdatasync (img->fd) < 0 && errno != EINVAL) {
+    /* The data must be on disk before a descriptor points at it (in a
+     * file that others may already use). */
+    if (!o->no_sync && fdatasync (img->fd) < 0 && errno != EINVAL) {
         capsa_error_make (err, errno, "sync %s", img->name ? img->name : "image");
         goto rollback;
     }
