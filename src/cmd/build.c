@@ -1,5 +1,5 @@
 /* capsa build: SIF images (or sandbox directories) from directories, other
- * images and definition files.  The work is in src/build/ (build.h); this
+ * images and definition files.  The work is in src/imgbuild/ (build.h); this
  * file parses the command line and shows messages and progress. */
 #include <getopt.h>
 #include <signal.h>
@@ -9,7 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "build/build.h"
+#include "imgbuild/build.h"
 #include "cmd/commands.h"
 #include "config.h"
 #include "crypt/crypt.h"

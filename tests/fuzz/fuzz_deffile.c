@@ -1,4 +1,4 @@
-/* libFuzzer target for the definition-file parser (src/build/deffile.c).
+/* libFuzzer target for the definition-file parser (src/imgbuild/deffile.c).
  *
  * capsa build parses definition files as root (a root build, or the
  * front end of a --fakeroot one); they are text from anywhere.  Each input
@@ -7,13 +7,13 @@
  * terminated, line numbers inside the file, the raw text kept whole).
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/build/deffile.c
+// fuzz-sources: src/imgbuild/deffile.c
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/deffile.h"
+#include "imgbuild/deffile.h"
 #include "lib/utils.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Unit tests for the definition-file parser (src/build/deffile.c): what a
+/* Unit tests for the definition-file parser (src/imgbuild/deffile.c): what a
  * good file turns into, and the exact message, naming the line, of each
  * kind of bad file.  Inputs kept by the fuzzer (tests/fuzz/regress-deffile/)
  * are replayed: each must parse or fail cleanly. */
@@ -11,7 +11,7 @@
 #include "lib/utils.h"
 #include "tap.h"
 
-#include "build/deffile.h"
+#include "imgbuild/deffile.h"
 
 static struct deffile *
 parse_ok (const char *text)

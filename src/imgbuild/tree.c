@@ -1,5 +1,5 @@
 /* File-tree helpers: see tree.h. */
-#include "build/tree.h"
+#include "imgbuild/tree.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
  * and sources/base_environment.go) so that images move between the two:
  * the same paths, modes, label names and merge rules.  The scripts are
  * capsa's own, with the same behaviour. */
-#include "build/layout.h"
+#include "imgbuild/layout.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/tree.h"
+#include "imgbuild/tree.h"
 
 #define LAYOUT_READ_MAX (16 << 20)
 

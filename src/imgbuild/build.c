@@ -9,7 +9,7 @@
  * as if built from "Bootstrap: localimage / From: SOURCE"; a directory
  * made into a SIF is not even copied: the layout's additions reach the
  * squashfs as mksquashfs pseudo files. */
-#include "build/build.h"
+#include "imgbuild/build.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,11 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/assemble.h"
-#include "build/deffile.h"
-#include "build/layout.h"
-#include "build/proc.h"
-#include "build/tree.h"
+#include "imgbuild/assemble.h"
+#include "imgbuild/deffile.h"
+#include "imgbuild/layout.h"
+#include "imgbuild/proc.h"
+#include "imgbuild/tree.h"
 #include "oci/oci.h"
 #include "lib/utils.h"
 #include "runtime/image.h"

@@ -1,5 +1,5 @@
 /* Squashfs and SIF assembly: see assemble.h. */
-#include "build/assemble.h"
+#include "imgbuild/assemble.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "build/proc.h"
+#include "imgbuild/proc.h"
 #include "crypt/crypt.h"
 #include "lib/utils.h"
 #include "sif/sif.h"

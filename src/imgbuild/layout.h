@@ -3,7 +3,7 @@
  * definition file), and the inspect-metadata.json SIF object made from it.
  *
  * Everything is written through a struct layout, which either writes into
- * a tree (a root being built, through src/build/tree.h) or, to make a SIF
+ * a tree (a root being built, through src/imgbuild/tree.h) or, to make a SIF
  * from a directory without copying it, only plans the additions as
  * mksquashfs pseudo files: contents staged in a private directory, the
  * replaced originals excluded.  Reads see the planned result either way. */
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "build/deffile.h"
+#include "imgbuild/deffile.h"
 #include "lib/error.h"
 #include "lib/utils.h"
 

@@ -4,7 +4,7 @@
  * header; a section line is any line whose first word starts with '%' (as
  * in Apptainer, so an indented "%d" inside a script starts a section too).
  * Errors carry "NAME:LINE: " so that the user can jump to the line. */
-#include "build/deffile.h"
+#include "imgbuild/deffile.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* Build processes, namespaces and signals: see proc.h. */
-#include "build/proc.h"
+#include "imgbuild/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
