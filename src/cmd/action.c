@@ -85,58 +85,52 @@ add_security (struct strv *args, const char *value)
  * anything is mounted, and hand the volume key to the starter through a
  * pipe (never an argument or a variable).  The starter does not read it:
  * it passes it to the user's capsa-cryptfuse. */
+/* Is IMAGE a SIF whose primary partition is encrypted?  If so, *sif (open)
+ * and *part describe it; otherwise nothing stays open. */
+static bool
+encrypted_sif (const char *image, struct sif_image **sif, const struct sif_descriptor **part)
+{
+    capsa_error_t err = NULL;
+    struct sif_partition p;
+    struct stat st;
+
+    *sif = NULL;
+    if (stat (image, &st) == 0 && S_ISREG (st.st_mode) && sif_open (image, false, sif, &err) == 0
+        && sif_find_primary_partition (*sif, part, &err) == 0 && sif_get_partition (*part, &p, &err) == 0
+        && p.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
+        return true;
+    /* Not an encrypted SIF (or not a SIF): the starter says what is wrong
+     * with it, if anything. */
+    capsa_error_free (&err);
+    if (*sif)
+        sif_close (*sif);
+    *sif = NULL;
+    return false;
+}
+
 #ifdef CAPSA_LIGHT
 /* The light front end has no cryptography: encrypted images, and any key
  * given, go to the full one. */
 static void
 prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
 {
-    static const char *const vars[] = { "ENCRYPTION_PASSPHRASE", "ENCRYPTION_PEM_PATH", "ENCRYPTION_PEM_DATA" };
-    static const char *const prefixes[] = { "CAPSA_", "APPTAINER_", "SINGULARITY_" };
-    struct sif_image *sif = NULL;
-    const struct sif_descriptor *part = NULL;
-    struct sif_partition p;
-    capsa_error_t err = NULL;
-    struct stat st;
+    struct sif_image *sif;
+    const struct sif_descriptor *part;
 
     (void) args;
-    if (passphrase || pem_path != NULL)
+    if (passphrase || pem_path != NULL || capsa_keyspec_in_environment () || encrypted_sif (image, &sif, &part))
         capsa_delegate_to_tools ();
-    for (size_t i = 0; i < ARRAY_SIZE (prefixes); i++)
-        for (size_t j = 0; j < ARRAY_SIZE (vars); j++) {
-            char name[64];
-            snprintf (name, sizeof (name), "%s%s", prefixes[i], vars[j]);
-            if (getenv (name) != NULL)
-                capsa_delegate_to_tools ();
-        }
-    if (stat (image, &st) == 0 && S_ISREG (st.st_mode) && sif_open (image, false, &sif, &err) == 0
-        && sif_find_primary_partition (sif, &part, &err) == 0 && sif_get_partition (part, &p, &err) == 0
-        && p.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
-        capsa_delegate_to_tools ();
-    capsa_error_free (&err);
-    if (sif)
-        sif_close (sif);
 }
 #else
 static void
 prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
 {
     capsa_error_t err = NULL;
-    struct sif_image *sif = NULL;
-    const struct sif_descriptor *part = NULL;
-    struct sif_partition p;
-    bool key_given = passphrase || pem_path != NULL || capsa_keyspec_in_environment ();
-    struct stat st;
+    struct sif_image *sif;
+    const struct sif_descriptor *part;
 
-    if (stat (image, &st) < 0 || !S_ISREG (st.st_mode) || sif_open (image, false, &sif, &err) < 0
-        || sif_find_primary_partition (sif, &part, &err) < 0 || sif_get_partition (part, &p, &err) < 0
-        || p.fstype != SIF_FS_ENCRYPTED_SQUASHFS) {
-        /* Not an encrypted SIF (or not a SIF): the starter says what is
-         * wrong with it, if anything. */
-        capsa_error_free (&err);
-        if (sif)
-            sif_close (sif);
-        if (key_given)
+    if (!encrypted_sif (image, &sif, &part)) {
+        if (passphrase || pem_path != NULL || capsa_keyspec_in_environment ())
             warnf ("%s is not encrypted; the key given is not used", image);
         capsa_keyspec_scrub_environment ();
         return;

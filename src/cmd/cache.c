@@ -11,18 +11,6 @@
 #include "lib/utils.h"
 #include "oci/oci.h"
 
-static void
-human (uint64_t n, char *buf, size_t len)
-{
-    if (n >= (1ull << 30))
-        snprintf (buf, len, "%.1f GiB", (double) n / (double) (1ull << 30));
-    else if (n >= (1u << 20))
-        snprintf (buf, len, "%.1f MiB", (double) n / (double) (1u << 20));
-    else if (n >= 1024)
-        snprintf (buf, len, "%.1f KiB", (double) n / 1024.0);
-    else
-        snprintf (buf, len, "%llu B", (unsigned long long) n);
-}
 
 static const char *
 parse_type (const char *t)
@@ -65,7 +53,7 @@ cache_list (int argc, char **argv, const char *dir)
         char sz[32], when[32];
         time_t t = (time_t) e[i].mtime;
         struct tm tm;
-        human (e[i].size, sz, sizeof (sz));
+        format_size (e[i].size, sz, sizeof (sz));
         if (localtime_r (&t, &tm) == NULL || strftime (when, sizeof (when), "%Y-%m-%d %H:%M", &tm) == 0)
             strcpy (when, "?");
         printf ("%-5s %-20.19s %10s  %-16s  %s\n", e[i].kind, e[i].digest, sz, when, e[i].ref ? e[i].ref : "-");
@@ -73,7 +61,7 @@ cache_list (int argc, char **argv, const char *dir)
         shown++;
     }
     char tot[32];
-    human (total, tot, sizeof (tot));
+    format_size (total, tot, sizeof (tot));
     printf ("%zu file(s), %s in %s\n", shown, tot, dir);
     capsa_cache_entries_free (e, n);
     return 0;
@@ -116,7 +104,7 @@ cache_clean (int argc, char **argv, const char *dir)
     if (capsa_cache_clean (dir, type, dry, &count, &bytes, &err) < 0)
         capsa_error_fatal (&err);
     char sz[32];
-    human (bytes, sz, sizeof (sz));
+    format_size (bytes, sz, sizeof (sz));
     infof ("%s %zu file(s), %s", dry ? "Would remove" : "Removed", count, sz);
     return 0;
 }

@@ -60,18 +60,6 @@ progress_clear (void)
     }
 }
 
-static void
-human (uint64_t n, char *buf, size_t len)
-{
-    if (n >= (1ull << 30))
-        snprintf (buf, len, "%.1f GiB", (double) n / (double) (1ull << 30));
-    else if (n >= (1u << 20))
-        snprintf (buf, len, "%.1f MiB", (double) n / (double) (1u << 20));
-    else if (n >= 1024)
-        snprintf (buf, len, "%.1f KiB", (double) n / 1024.0);
-    else
-        snprintf (buf, len, "%llu B", (unsigned long long) n);
-}
 
 static void
 on_progress (const char *what, uint64_t done, uint64_t total, void *data)
@@ -87,8 +75,8 @@ on_progress (const char *what, uint64_t done, uint64_t total, void *data)
         return;
     progress_last = now;
     char d[32], t[32];
-    human (done, d, sizeof (d));
-    human (total, t, sizeof (t));
+    format_size (done, d, sizeof (d));
+    format_size (total, t, sizeof (t));
     if (total > 0)
         fprintf (stderr, "\r\033[K%.40s  %s / %s  %3d%%", what, d, t, (int) (done * 100 / total));
     else
@@ -285,8 +273,9 @@ registry_login (int argc, char **argv)
     return 0;
 }
 
-static int
-registry_logout (int argc, char **argv)
+/* Options of the subcommands that take only --authfile FILE. */
+static void
+parse_authfile_only (int argc, char **argv, const char *what)
 {
     static const struct option opts[] = {
         { "authfile", required_argument, NULL, 'a' },
@@ -299,8 +288,14 @@ registry_logout (int argc, char **argv)
         if (c == 'a')
             g_authfile = optarg;
         else
-            capsa_die ("registry logout: unknown option '%s'", argv[optind - 1]);
+            capsa_die ("registry %s: unknown option '%s'", what, argv[optind - 1]);
     }
+}
+
+static int
+registry_logout (int argc, char **argv)
+{
+    parse_authfile_only (argc, argv, "logout");
     if (optind != argc - 1)
         capsa_die ("usage: capsa registry logout [--authfile FILE] HOST");
     cleanup_free char *host = host_of (argv[optind]);
@@ -317,19 +312,7 @@ registry_logout (int argc, char **argv)
 static int
 registry_list (int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "authfile", required_argument, NULL, 'a' },
-        { NULL, 0, NULL, 0 },
-    };
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long (argc, argv, "+", opts, NULL)) != -1) {
-        if (c == 'a')
-            g_authfile = optarg;
-        else
-            capsa_die ("registry list: unknown option '%s'", argv[optind - 1]);
-    }
+    parse_authfile_only (argc, argv, "list");
     struct strv hosts = { 0 };
     capsa_error_t err = NULL;
     if (capsa_creds_list (g_authfile, &hosts, &err) < 0)

@@ -12,11 +12,6 @@ int xts_ctx_new (const uint8_t *key, size_t keylen, bool encrypt, EVP_CIPHER_CTX
 int xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t first, uint32_t sector_size, const void *in, void *out,
                      size_t len, capsa_error_t *err);
 
-/* Like capsa_error_make (err, 0, ...) with code set: for errors that are
- * not a failed system call, where strerror(code) would only add noise
- * ("Key was rejected by service").  Returns -1. */
-int crypt_err (capsa_error_t *err, int code, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
-
 /* The last message OpenSSL left on this thread's error queue (static
  * buffer per thread), or "" ; clears the queue. */
 const char *openssl_last_error (void);

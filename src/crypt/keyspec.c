@@ -94,9 +94,9 @@ read_pem_file (const char *path, struct capsa_keyspec *out, capsa_error_t *err)
     if (fstat (fd, &st) < 0)
         return capsa_error_make (err, errno, "cannot read the PEM key file %s", path);
     if (!S_ISREG (st.st_mode))
-        return crypt_err (err, EINVAL, "the PEM key file %s is not a regular file", path);
+        return capsa_error_code (err, EINVAL, "the PEM key file %s is not a regular file", path);
     if (st.st_size <= 0 || (uint64_t) st.st_size > PEM_MAX)
-        return crypt_err (err, EINVAL, "the PEM key file %s is %s", path, st.st_size <= 0 ? "empty" : "too large");
+        return capsa_error_code (err, EINVAL, "the PEM key file %s is %s", path, st.st_size <= 0 ? "empty" : "too large");
     buf = capsa_secure_alloc ((size_t) st.st_size + 1, NULL);
     n = read_all (fd, buf, (size_t) st.st_size);
     if (n < 0) {
@@ -160,7 +160,7 @@ prompt_line (int tty, const char *prompt, char **out, size_t *outlen, capsa_erro
         char c;
         ssize_t r = prompt_signal ? -1 : read (tty, &c, 1);
         if (prompt_signal) {
-            crypt_err (err, EINTR, "interrupted");
+            capsa_error_code (err, EINTR, "interrupted");
             goto restore;
         }
         if (r < 0 && errno == EINTR)
@@ -168,7 +168,7 @@ prompt_line (int tty, const char *prompt, char **out, size_t *outlen, capsa_erro
         if (r <= 0 || c == '\n' || c == '\r')
             break;
         if (len == CAPSA_SECRET_MAX) {
-            crypt_err (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
+            capsa_error_code (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
             goto restore;
         }
         buf[len++] = c;
@@ -199,13 +199,13 @@ prompt_passphrase (enum capsa_key_use use, struct capsa_keyspec *out, capsa_erro
     size_t flen = 0, alen = 0;
 
     if (tty < 0)
-        return crypt_err (err, ENOKEY, "--passphrase needs a terminal to ask for the passphrase; set "
+        return capsa_error_code (err, ENOKEY, "--passphrase needs a terminal to ask for the passphrase; set "
                                  "CAPSA_ENCRYPTION_PASSPHRASE instead");
     if (prompt_line (tty, "Enter passphrase: ", &first, &flen, err) < 0)
         return -1;
     if (flen == 0) {
         capsa_secure_free (first);
-        return crypt_err (err, EINVAL, "empty passphrase");
+        return capsa_error_code (err, EINVAL, "empty passphrase");
     }
     if (use == CAPSA_KEY_ENCRYPT) {
         if (prompt_line (tty, "Retype passphrase: ", &again, &alen, err) < 0) {
@@ -215,7 +215,7 @@ prompt_passphrase (enum capsa_key_use use, struct capsa_keyspec *out, capsa_erro
         if (alen != flen || memcmp (first, again, flen) != 0) {
             capsa_secure_free (first);
             capsa_secure_free (again);
-            return crypt_err (err, EINVAL, "the passphrases do not match");
+            return capsa_error_code (err, EINVAL, "the passphrases do not match");
         }
         capsa_secure_free (again);
     }
@@ -237,12 +237,12 @@ capsa_keyspec_get (bool passphrase_flag, const char *pem_path_flag, enum capsa_k
 
     memset (out, 0, sizeof (*out));
     if (passphrase_flag && pem_path_flag) {
-        ret = crypt_err (err, EINVAL, "--passphrase and --pem-path cannot be used together");
+        ret = capsa_error_code (err, EINVAL, "--passphrase and --pem-path cannot be used together");
         goto done;
     }
     if (pem_path_flag) {
         if (*pem_path_flag == '\0')
-            ret = crypt_err (err, EINVAL, "--pem-path needs a file name");
+            ret = capsa_error_code (err, EINVAL, "--pem-path needs a file name");
         else if ((ret = read_pem_file (pem_path_flag, out, err)) == 0)
             out->source = xstrdup (pem_path_flag);
         goto done;
@@ -254,7 +254,7 @@ capsa_keyspec_get (bool passphrase_flag, const char *pem_path_flag, enum capsa_k
     if ((v = env_secret ("ENCRYPTION_PEM_PATH", &len, &name)) != NULL) {
         char *n = xstrdup (name);
         if (len == 0)
-            ret = crypt_err (err, EINVAL, "%s is set but empty", n);
+            ret = capsa_error_code (err, EINVAL, "%s is set but empty", n);
         else if ((ret = read_pem_file (v, out, err)) == 0)
             out->source = xstrdup (v);
         free (n);
@@ -262,7 +262,7 @@ capsa_keyspec_get (bool passphrase_flag, const char *pem_path_flag, enum capsa_k
     }
     if ((v = env_secret ("ENCRYPTION_PEM_DATA", &len, &name)) != NULL) {
         if (len == 0)
-            ret = crypt_err (err, EINVAL, "%s is set but empty", name);
+            ret = capsa_error_code (err, EINVAL, "%s is set but empty", name);
         else {
             out->kind = CAPSA_KEY_PEM;
             out->data = steal_ptr (&v);
@@ -273,9 +273,9 @@ capsa_keyspec_get (bool passphrase_flag, const char *pem_path_flag, enum capsa_k
     }
     if ((v = env_secret ("ENCRYPTION_PASSPHRASE", &len, &name)) != NULL) {
         if (len == 0)
-            ret = crypt_err (err, EINVAL, "%s is set but empty", name);
+            ret = capsa_error_code (err, EINVAL, "%s is set but empty", name);
         else if (len > CAPSA_SECRET_MAX)
-            ret = crypt_err (err, EINVAL, "%s is longer than %u bytes", name, CAPSA_SECRET_MAX);
+            ret = capsa_error_code (err, EINVAL, "%s is longer than %u bytes", name, CAPSA_SECRET_MAX);
         else {
             out->kind = CAPSA_KEY_PASSPHRASE;
             out->data = steal_ptr (&v);

@@ -153,7 +153,7 @@ make_header (const uint8_t *vk, enum capsa_kdf kdf, const void *secret, size_t s
         return capsa_error_make (err, -r, "cannot add the LUKS2 keyslot%s", cs_detail ());
     if (crypt_get_data_offset (cd) * 512 != CAPSA_LUKS_HEADER_SIZE
         || crypt_get_sector_size (cd) != (int) CAPSA_LUKS_SECTOR_SIZE)
-        return crypt_err (err, EINVAL, "libcryptsetup made an unexpected layout (data offset %" PRIu64
+        return capsa_error_code (err, EINVAL, "libcryptsetup made an unexpected layout (data offset %" PRIu64
                                  " sectors, sector size %d)",
                                  crypt_get_data_offset (cd), crypt_get_sector_size (cd));
     return steal_fd (&fd);
@@ -192,9 +192,9 @@ capsa_luks_encrypt_stream (int in_fd, uint64_t in_len, int out_fd, enum capsa_kd
     int ret = -1;
 
     if (secret == NULL || secret_len == 0)
-        return crypt_err (err, EINVAL, "the passphrase is empty");
+        return capsa_error_code (err, EINVAL, "the passphrase is empty");
     if (secret_len > CAPSA_SECRET_MAX)
-        return crypt_err (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
+        return capsa_error_code (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
 
     vk = capsa_secure_alloc (CAPSA_LUKS_VOLUME_KEY_SIZE, NULL);
     if (capsa_random_bytes (vk, CAPSA_LUKS_VOLUME_KEY_SIZE, err) < 0)
@@ -237,7 +237,7 @@ capsa_luks_encrypt_stream (int in_fd, uint64_t in_len, int out_fd, enum capsa_kd
         if (r == 0)
             break;
         if (total_in == 0 && (flags & CAPSA_LUKS_EXPECT_SQUASHFS) && (r < 4 || memcmp (buf, "hsqs", 4) != 0)) {
-            crypt_err (err, EINVAL, "the file system to encrypt is not a squashfs image");
+            capsa_error_code (err, EINVAL, "the file system to encrypt is not a squashfs image");
             goto out;
         }
         total_in += (uint64_t) r;
@@ -259,12 +259,12 @@ capsa_luks_encrypt_stream (int in_fd, uint64_t in_len, int out_fd, enum capsa_kd
             break; /* end of file */
     }
     if (in_len != CAPSA_LUKS_TO_EOF && total_in != in_len) {
-        crypt_err (err, EIO, "the squashfs image ended after %" PRIu64 " of %" PRIu64 " bytes", total_in,
+        capsa_error_code (err, EIO, "the squashfs image ended after %" PRIu64 " of %" PRIu64 " bytes", total_in,
                           in_len);
         goto out;
     }
     if (total_in == 0) {
-        crypt_err (err, EINVAL, "the file system to encrypt is empty");
+        capsa_error_code (err, EINVAL, "the file system to encrypt is empty");
         goto out;
     }
     if (written)
@@ -353,13 +353,13 @@ header_areas_size (int fd, uint64_t off, uint64_t size, uint64_t *out, capsa_err
             continue;
         areas = 2 * hdr_size + keyslots;
         if (areas > size)
-            return crypt_err (err, EBADMSG, "the LUKS2 header area (%" PRIu64
+            return capsa_error_code (err, EBADMSG, "the LUKS2 header area (%" PRIu64
                                      " bytes) is larger than the encrypted partition (%" PRIu64 " bytes)",
                                      areas, size);
         *out = areas;
         return 0;
     }
-    return crypt_err (err, EBADMSG, "the encrypted partition holds no valid LUKS2 header (corrupted, or not "
+    return capsa_error_code (err, EBADMSG, "the encrypted partition holds no valid LUKS2 header (corrupted, or not "
                                            "a LUKS2 container)");
 }
 
@@ -390,44 +390,44 @@ check_segment (struct crypt_device *cd, uint64_t *seg_size, capsa_error_t *err)
     int ret = -1;
 
     if (crypt_dump_json (cd, &text, 0) < 0 || text == NULL)
-        return crypt_err (err, EBADMSG, "cannot read the LUKS2 metadata%s", cs_detail ());
+        return capsa_error_code (err, EBADMSG, "cannot read the LUKS2 metadata%s", cs_detail ());
     root = json_tokener_parse (text);
     if (root == NULL || !json_object_object_get_ex (root, "segments", &segs)
         || !json_object_is_type (segs, json_type_object)) {
-        crypt_err (err, EBADMSG, "the LUKS2 metadata has no segments");
+        capsa_error_code (err, EBADMSG, "the LUKS2 metadata has no segments");
         goto out;
     }
     if (json_object_object_length (segs) != 1 || !json_object_object_get_ex (segs, "0", &seg)) {
-        crypt_err (err, ENOTSUP, "the LUKS2 container has %d data segments (reencryption in progress?); "
+        capsa_error_code (err, ENOTSUP, "the LUKS2 container has %d data segments (reencryption in progress?); "
                           "only one is supported", json_object_object_length (segs));
         goto out;
     }
     if (!json_object_object_get_ex (seg, "type", &v) || strcmp (json_object_get_string (v), "crypt") != 0) {
-        crypt_err (err, ENOTSUP, "the LUKS2 data segment is not of type crypt");
+        capsa_error_code (err, ENOTSUP, "the LUKS2 data segment is not of type crypt");
         goto out;
     }
     if (json_object_object_get_ex (seg, "integrity", &v)) {
-        crypt_err (err, ENOTSUP, "LUKS2 integrity protection (dm-integrity) is not supported");
+        capsa_error_code (err, ENOTSUP, "LUKS2 integrity protection (dm-integrity) is not supported");
         goto out;
     }
     if (json_object_object_get_ex (seg, "iv_tweak", &v) && strcmp (json_object_get_string (v), "0") != 0) {
-        crypt_err (err, ENOTSUP, "a LUKS2 data segment with a non-zero iv_tweak is not supported");
+        capsa_error_code (err, ENOTSUP, "a LUKS2 data segment with a non-zero iv_tweak is not supported");
         goto out;
     }
     if (json_object_object_get_ex (root, "config", &config) && json_object_object_get_ex (config, "requirements", &req)
         && json_object_object_get_ex (req, "mandatory", &v) && json_object_array_length (v) > 0) {
-        crypt_err (err, ENOTSUP, "the LUKS2 container has mandatory requirements (%s) capsa does not support",
+        capsa_error_code (err, ENOTSUP, "the LUKS2 container has mandatory requirements (%s) capsa does not support",
                           json_object_to_json_string (v));
         goto out;
     }
     if (!json_object_object_get_ex (seg, "size", &v)) {
-        crypt_err (err, EBADMSG, "the LUKS2 data segment has no size");
+        capsa_error_code (err, EBADMSG, "the LUKS2 data segment has no size");
         goto out;
     }
     if (strcmp (json_object_get_string (v), "dynamic") == 0)
         *seg_size = UINT64_MAX;
     else if (!json_u64 (seg, "size", seg_size)) {
-        crypt_err (err, EBADMSG, "the LUKS2 data segment size is invalid");
+        capsa_error_code (err, EBADMSG, "the LUKS2 data segment size is invalid");
         goto out;
     }
     ret = 0;
@@ -451,12 +451,12 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     int r, ss;
 
     if (secret == NULL || secret_len == 0)
-        return crypt_err (err, ENOKEY, "no key given for the encrypted image");
+        return capsa_error_code (err, ENOKEY, "no key given for the encrypted image");
     if (fstat (fd, &st) < 0)
         return capsa_error_make (err, errno, "fstat");
     if (off > INT64_MAX || size > INT64_MAX - off
         || (S_ISREG (st.st_mode) && off + size > (uint64_t) st.st_size))
-        return crypt_err (err, EINVAL, "the encrypted partition (offset %" PRIu64 ", size %" PRIu64
+        return capsa_error_code (err, EINVAL, "the encrypted partition (offset %" PRIu64 ", size %" PRIu64
                                  ") lies outside the image file",
                                  off, size);
     if (header_areas_size (fd, off, size, &areas, err) < 0)
@@ -470,14 +470,14 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     if ((r = crypt_init (&cd, path)) < 0)
         return capsa_error_make (err, -r, "cannot read the LUKS2 header%s", cs_detail ());
     if ((r = crypt_load (cd, CRYPT_LUKS2, NULL)) < 0)
-        return crypt_err (err, EBADMSG, "the LUKS2 header of the encrypted partition is corrupted or "
+        return capsa_error_code (err, EBADMSG, "the LUKS2 header of the encrypted partition is corrupted or "
                                  "invalid%s", cs_detail ());
     cipher = crypt_get_cipher (cd);
     mode = crypt_get_cipher_mode (cd);
     r = crypt_get_volume_key_size (cd);
     if (cipher == NULL || mode == NULL || strcmp (cipher, "aes") != 0 || strcmp (mode, "xts-plain64") != 0
         || (r != 32 && r != 64))
-        return crypt_err (err, ENOTSUP, "the encrypted partition uses cipher %s-%s with a %d-bit key; "
+        return capsa_error_code (err, ENOTSUP, "the encrypted partition uses cipher %s-%s with a %d-bit key; "
                                  "capsa supports only aes-xts-plain64",
                                  cipher ? cipher : "?", mode ? mode : "?", r * 8);
     keylen = (size_t) r;
@@ -486,9 +486,9 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     ss = crypt_get_sector_size (cd);
     data_off = crypt_get_data_offset (cd) * 512;
     if (ss < 512 || ss > 4096 || (ss & (ss - 1)) != 0)
-        return crypt_err (err, ENOTSUP, "unsupported LUKS2 sector size %d", ss);
+        return capsa_error_code (err, ENOTSUP, "unsupported LUKS2 sector size %d", ss);
     if (data_off < areas || data_off >= size)
-        return crypt_err (err, EBADMSG, "the LUKS2 data segment offset %" PRIu64
+        return capsa_error_code (err, EBADMSG, "the LUKS2 data segment offset %" PRIu64
                                  " lies outside the encrypted partition (%" PRIu64 " bytes)",
                                  data_off, size);
 
@@ -500,7 +500,7 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     v->data_size = size - data_off;
     if (seg_size != UINT64_MAX) {
         if (seg_size > v->data_size) {
-            crypt_err (err, EBADMSG, "the LUKS2 data segment (%" PRIu64 " bytes) extends past the end of "
+            capsa_error_code (err, EBADMSG, "the LUKS2 data segment (%" PRIu64 " bytes) extends past the end of "
                               "the partition", seg_size);
             goto fail;
         }
@@ -508,14 +508,14 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     }
     v->data_size -= v->data_size % v->sector_size;
     if (v->data_size == 0) {
-        crypt_err (err, EBADMSG, "the LUKS2 container holds no data");
+        capsa_error_code (err, EBADMSG, "the LUKS2 container holds no data");
         goto fail;
     }
     v->keylen = keylen;
     v->key = capsa_secure_alloc (keylen, NULL);
     if (flags & CAPSA_LUKS_VOLUME_KEY) {
         if (secret_len != keylen) {
-            crypt_err (err, EKEYREJECTED, "the volume key given has %zu bytes, the image needs %zu", secret_len,
+            capsa_error_code (err, EKEYREJECTED, "the volume key given has %zu bytes, the image needs %zu", secret_len,
                               keylen);
             goto fail;
         }
@@ -528,7 +528,7 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
             r = -EINVAL;
     }
     if (r == -EPERM) {
-        crypt_err (err, EKEYREJECTED, "the key does not open the encrypted image (no LUKS2 keyslot accepts it)");
+        capsa_error_code (err, EKEYREJECTED, "the key does not open the encrypted image (no LUKS2 keyslot accepts it)");
         goto fail;
     }
     if (r < 0) {

@@ -68,31 +68,31 @@ capsa_rsa_key_load (const char *pem, size_t len, bool need_private, const char *
     bool is_private;
 
     if (!pem_label (pem, len, label, sizeof (label)))
-        return crypt_err (err, EINVAL, "%s is not a PEM file (no -----BEGIN line)", what);
+        return capsa_error_code (err, EINVAL, "%s is not a PEM file (no -----BEGIN line)", what);
     if (strcmp (label, "ENCRYPTED PRIVATE KEY") == 0 || memmem (pem, len, "Proc-Type: 4,ENCRYPTED", 22) != NULL)
-        return crypt_err (err, EINVAL, "%s is protected by a passphrase, which capsa does not support; "
+        return capsa_error_code (err, EINVAL, "%s is protected by a passphrase, which capsa does not support; "
                                  "remove it with 'openssl pkey -in KEY -out KEY.nopass'", what);
     if (strstr (label, "PRIVATE KEY") == NULL && strstr (label, "PUBLIC KEY") == NULL)
-        return crypt_err (err, EINVAL, "%s holds a PEM %s, not an RSA key", what, label);
+        return capsa_error_code (err, EINVAL, "%s holds a PEM %s, not an RSA key", what, label);
     if (strcmp (label, "RSA PRIVATE KEY") != 0 && strcmp (label, "PRIVATE KEY") != 0
         && strcmp (label, "RSA PUBLIC KEY") != 0 && strcmp (label, "PUBLIC KEY") != 0)
-        return crypt_err (err, EINVAL, "%s holds a PEM %s, not an RSA key", what, label);
+        return capsa_error_code (err, EINVAL, "%s holds a PEM %s, not an RSA key", what, label);
 
     dctx = OSSL_DECODER_CTX_new_for_pkey (&pkey, "PEM", NULL, NULL, 0, NULL, NULL);
     if (dctx == NULL)
-        return crypt_err (err, ENOMEM, "cannot set up a PEM decoder: %s", openssl_last_error ());
+        return capsa_error_code (err, ENOMEM, "cannot set up a PEM decoder: %s", openssl_last_error ());
     OSSL_DECODER_CTX_set_passphrase_cb (dctx, no_passphrase, &wants_passphrase);
     if (OSSL_DECODER_from_data (dctx, &data, &datalen) != 1 || pkey == NULL) {
         const char *why = openssl_last_error ();
         OSSL_DECODER_CTX_free (dctx);
         if (wants_passphrase)
-            return crypt_err (err, EINVAL, "%s is protected by a passphrase, which capsa does not support", what);
-        return crypt_err (err, EINVAL, "cannot parse the key in %s%s%s", what, *why ? ": " : "", why);
+            return capsa_error_code (err, EINVAL, "%s is protected by a passphrase, which capsa does not support", what);
+        return capsa_error_code (err, EINVAL, "cannot parse the key in %s%s%s", what, *why ? ": " : "", why);
     }
     OSSL_DECODER_CTX_free (dctx);
     if (!EVP_PKEY_is_a (pkey, "RSA")) {
         const char *type = EVP_PKEY_get0_type_name (pkey);
-        crypt_err (err, EINVAL, "%s holds a%s %s key, not an RSA key", what,
+        capsa_error_code (err, EINVAL, "%s holds a%s %s key, not an RSA key", what,
                           type && strchr ("AEIOU", type[0]) ? "n" : "", type ? type : "non-RSA");
         EVP_PKEY_free (pkey);
         return -1;
@@ -102,13 +102,13 @@ capsa_rsa_key_load (const char *pem, size_t len, bool need_private, const char *
     ERR_clear_error ();
     if (need_private && !is_private) {
         EVP_PKEY_free (pkey);
-        return crypt_err (err, EINVAL, "%s holds a public key; running an encrypted image needs the "
+        return capsa_error_code (err, EINVAL, "%s holds a public key; running an encrypted image needs the "
                                  "private key", what);
     }
     if (EVP_PKEY_get_bits (pkey) < 1024) {
         int bits = EVP_PKEY_get_bits (pkey);
         EVP_PKEY_free (pkey);
-        return crypt_err (err, EINVAL, "%s holds a %d-bit RSA key, too small for RSA-OAEP with SHA-256", what,
+        return capsa_error_code (err, EINVAL, "%s holds a %d-bit RSA key, too small for RSA-OAEP with SHA-256", what,
                                  bits);
     }
     *out = xcalloc (1, sizeof (**out));
@@ -157,20 +157,20 @@ capsa_rsa_wrap (const struct capsa_rsa_key *k, const void *secret, size_t secret
     int der_len, ret = -1;
 
     if (ctx == NULL)
-        return crypt_err (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
+        return capsa_error_code (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
     if (EVP_PKEY_encrypt (ctx, NULL, &ct_len, secret, secret_len) != 1) {
-        crypt_err (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
+        capsa_error_code (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
         goto out;
     }
     ct = xmalloc (ct_len);
     if (EVP_PKEY_encrypt (ctx, ct, &ct_len, secret, secret_len) != 1) {
-        crypt_err (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
+        capsa_error_code (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
         goto out;
     }
     os = ASN1_OCTET_STRING_new ();
     if (os == NULL || ASN1_OCTET_STRING_set (os, ct, (int) ct_len) != 1
         || (der_len = i2d_ASN1_OCTET_STRING (os, NULL)) <= 0) {
-        crypt_err (err, ENOMEM, "cannot encode the key message");
+        capsa_error_code (err, ENOMEM, "cannot encode the key message");
         goto out;
     }
     der = xmalloc ((size_t) der_len);
@@ -180,7 +180,7 @@ capsa_rsa_wrap (const struct capsa_rsa_key *k, const void *secret, size_t secret
     }
     bio = BIO_new (BIO_s_mem ());
     if (bio == NULL || PEM_write_bio (bio, "MESSAGE", "", der, der_len) <= 0) {
-        crypt_err (err, ENOMEM, "cannot encode the key message as PEM");
+        capsa_error_code (err, ENOMEM, "cannot encode the key message as PEM");
         goto out;
     }
     text_len = BIO_get_mem_data (bio, &text);
@@ -212,27 +212,27 @@ capsa_rsa_unwrap (const struct capsa_rsa_key *k, const char *msg, size_t msg_len
     int ret = -1;
 
     if (!k->is_private)
-        return crypt_err (err, EINVAL, "a private key is needed to open the image");
+        return capsa_error_code (err, EINVAL, "a private key is needed to open the image");
     if (msg_len > INT_MAX || (bio = BIO_new_mem_buf (msg, (int) msg_len)) == NULL)
-        return crypt_err (err, EBADMSG, "the image's key message is too large");
+        return capsa_error_code (err, EBADMSG, "the image's key message is too large");
     if (PEM_read_bio (bio, &name, &header, &data, &data_len) != 1 || strcmp (name, "MESSAGE") != 0) {
-        crypt_err (err, EBADMSG, "the image's key message is not a PEM MESSAGE block");
+        capsa_error_code (err, EBADMSG, "the image's key message is not a PEM MESSAGE block");
         goto out;
     }
     {
         const unsigned char *p = data;
         os = d2i_ASN1_OCTET_STRING (NULL, &p, data_len);
         if (os == NULL || p != data + data_len) {
-            crypt_err (err, EBADMSG, "the image's key message is not a DER OCTET STRING");
+            capsa_error_code (err, EBADMSG, "the image's key message is not a DER OCTET STRING");
             goto out;
         }
     }
     if ((ctx = oaep_ctx (k, false)) == NULL) {
-        crypt_err (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
+        capsa_error_code (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
         goto out;
     }
     if (ASN1_STRING_length (os) != EVP_PKEY_get_size (k->pkey)) {
-        crypt_err (err, EKEYREJECTED, "the private key does not open the image: the key message was made "
+        capsa_error_code (err, EKEYREJECTED, "the private key does not open the image: the key message was made "
                           "for a %d-bit RSA key, this one has %d bits",
                           ASN1_STRING_length (os) * 8, EVP_PKEY_get_bits (k->pkey));
         goto out;
@@ -242,7 +242,7 @@ capsa_rsa_unwrap (const struct capsa_rsa_key *k, const char *msg, size_t msg_len
     if (EVP_PKEY_decrypt (ctx, pt, &pt_len, ASN1_STRING_get0_data (os), (size_t) ASN1_STRING_length (os)) != 1
         || pt_len == 0) {
         ERR_clear_error ();
-        crypt_err (err, EKEYREJECTED, "the private key does not open the image (RSA-OAEP decryption of its "
+        capsa_error_code (err, EKEYREJECTED, "the private key does not open the image (RSA-OAEP decryption of its "
                           "key message failed)");
         goto out;
     }

@@ -55,7 +55,7 @@ add_small_object (struct sif_image *out, const struct sif_add_opts *o, const voi
     int r;
 
     if (len > 60000)
-        return crypt_err (err, EFBIG, "object too large for a pipe");
+        return capsa_error_code (err, EFBIG, "object too large for a pipe");
     if (pipe2 (p, O_CLOEXEC) < 0)
         return capsa_error_make (err, errno, "pipe");
     if (write_all (p[1], data, len) < 0) {
@@ -85,7 +85,7 @@ capsa_encrypt_write_partition (struct sif_image *out, int squashfs_fd, const str
     uint32_t id = 0;
 
     if (opts == NULL || opts->arch == NULL)
-        return crypt_err (err, EINVAL, "no architecture given for the encrypted partition");
+        return capsa_error_code (err, EINVAL, "no architecture given for the encrypted partition");
     w.len = opts->length == 0 ? CAPSA_LUKS_TO_EOF : opts->length;
     switch (key ? key->kind : CAPSA_KEY_NONE) {
     case CAPSA_KEY_PASSPHRASE:
@@ -105,7 +105,7 @@ capsa_encrypt_write_partition (struct sif_image *out, int squashfs_fd, const str
         w.secret_len = CAPSA_RSA_SECRET_SIZE;
         break;
     default:
-        return crypt_err (err, ENOKEY, "no encryption key given: use --passphrase or --pem-path");
+        return capsa_error_code (err, ENOKEY, "no encryption key given: use --passphrase or --pem-path");
     }
 
     if (pipe2 (p, O_CLOEXEC) < 0) {
@@ -183,7 +183,7 @@ capsa_sif_find_key_message (const struct sif_image *img, const struct sif_descri
         if (cm.format != SIF_FORMAT_PEM || cm.message != SIF_MESSAGE_RSA_OAEP)
             continue;
         if (*msg != NULL)
-            return crypt_err (err, EINVAL, "several RSA key messages (objects %" PRIu32 " and %" PRIu32
+            return capsa_error_code (err, EINVAL, "several RSA key messages (objects %" PRIu32 " and %" PRIu32
                                      ") are linked to the encrypted partition",
                                      (*msg)->id, d->id);
         *msg = d;
@@ -199,7 +199,7 @@ check_encrypted (const struct sif_descriptor *part, capsa_error_t *err)
     if (sif_get_partition (part, &pi, err) < 0)
         return -1;
     if (pi.fstype != SIF_FS_ENCRYPTED_SQUASHFS)
-        return crypt_err (err, EINVAL, "partition %" PRIu32 " is not an encrypted squashfs (it is %s)",
+        return capsa_error_code (err, EINVAL, "partition %" PRIu32 " is not an encrypted squashfs (it is %s)",
                                  part->id, sif_fstype_name (pi.fstype));
     return 0;
 }
@@ -218,7 +218,7 @@ capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *
         return -1;
     switch (key ? key->kind : CAPSA_KEY_NONE) {
     case CAPSA_KEY_NONE:
-        return crypt_err (err, ENOKEY, "the image is encrypted%s and no key was given: use %s (or %s)",
+        return capsa_error_code (err, ENOKEY, "the image is encrypted%s and no key was given: use %s (or %s)",
                                  msgd ? " with an RSA key" : " with a passphrase",
                                  msgd ? "--pem-path PRIVATE_KEY" : "--passphrase",
                                  msgd ? "CAPSA_ENCRYPTION_PEM_PATH" : "CAPSA_ENCRYPTION_PASSPHRASE");
@@ -233,7 +233,7 @@ capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *
         break;
     }
     if (msgd == NULL)
-        return crypt_err (err, EINVAL, "the image is encrypted with a passphrase, not an RSA key: use "
+        return capsa_error_code (err, EINVAL, "the image is encrypted with a passphrase, not an RSA key: use "
                                  "--passphrase (or CAPSA_ENCRYPTION_PASSPHRASE)");
     if (capsa_rsa_key_load (key->data, key->len, true, key->source ? key->source : "the PEM key", &rsa, err) < 0)
         return -1;
@@ -243,7 +243,7 @@ capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *
     }
     ret = capsa_rsa_unwrap (rsa, msg, msg_len, secret, secret_len, err);
     if (ret < 0 && (*err)->code == EKEYREJECTED)
-        crypt_err (err, EKEYREJECTED, "the private key in %s does not open the image",
+        capsa_error_code (err, EKEYREJECTED, "the private key in %s does not open the image",
                           key->source ? key->source : "given");
     free (msg);
     capsa_rsa_key_free (rsa);
@@ -267,13 +267,13 @@ capsa_sif_luks_open (const struct sif_image *img, const struct sif_descriptor *p
     if (r < 0 && (*err)->code == EKEYREJECTED) {
         (void) capsa_sif_find_key_message (img, part, &msgd, NULL);
         if (key->kind == CAPSA_KEY_PEM)
-            crypt_err (err, EKEYREJECTED, "the private key in %s does not open the image",
+            capsa_error_code (err, EKEYREJECTED, "the private key in %s does not open the image",
                               key->source ? key->source : "given");
         else if (msgd)
-            crypt_err (err, EKEYREJECTED, "the passphrase does not open the image: it was encrypted with "
+            capsa_error_code (err, EKEYREJECTED, "the passphrase does not open the image: it was encrypted with "
                               "an RSA key (use --pem-path PRIVATE_KEY)");
         else
-            crypt_err (err, EKEYREJECTED, "the passphrase does not open the image");
+            capsa_error_code (err, EKEYREJECTED, "the passphrase does not open the image");
     }
     return r;
 }

@@ -14,25 +14,6 @@
 
 #include <openssl/err.h>
 
-int
-crypt_err (capsa_error_t *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-
-    if (err == NULL)
-        return -1;
-    va_start (ap, fmt);
-    if (vasprintf (&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end (ap);
-    capsa_error_make (err, 0, "%s", msg ? msg : "out of memory");
-    free (msg);
-    if (*err)
-        (*err)->code = code;
-    return -1;
-}
-
 const char *
 openssl_last_error (void)
 {
@@ -63,13 +44,13 @@ xts_ctx_new (const uint8_t *key, size_t keylen, bool encrypt, EVP_CIPHER_CTX **o
     else if (keylen == 32)
         cipher = EVP_aes_128_xts ();
     else
-        return crypt_err (err, ENOTSUP, "unsupported aes-xts key size %zu bits", keylen * 8);
+        return capsa_error_code (err, ENOTSUP, "unsupported aes-xts key size %zu bits", keylen * 8);
     ctx = EVP_CIPHER_CTX_new ();
     if (ctx == NULL)
-        return crypt_err (err, ENOMEM, "cannot create a cipher context");
+        return capsa_error_code (err, ENOMEM, "cannot create a cipher context");
     if (EVP_CipherInit_ex2 (ctx, cipher, key, NULL, encrypt ? 1 : 0, NULL) != 1) {
         EVP_CIPHER_CTX_free (ctx);
-        return crypt_err (err, EINVAL, "cannot set up aes-xts: %s", openssl_last_error ());
+        return capsa_error_code (err, EINVAL, "cannot set up aes-xts: %s", openssl_last_error ());
     }
     *out = ctx;
     return 0;
@@ -83,7 +64,7 @@ xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t first, uint32_t sector_size, cons
     unsigned char *dst = out;
 
     if (!valid_sector_size (sector_size) || len % sector_size != 0)
-        return crypt_err (err, EINVAL, "aes-xts: %zu bytes are not whole %" PRIu32 "-byte sectors", len,
+        return capsa_error_code (err, EINVAL, "aes-xts: %zu bytes are not whole %" PRIu32 "-byte sectors", len,
                                  sector_size);
     for (size_t done = 0; done < len; done += sector_size, first++) {
         unsigned char iv[16] = { 0 };
@@ -94,7 +75,7 @@ xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t first, uint32_t sector_size, cons
         if (EVP_CipherInit_ex2 (ctx, NULL, NULL, iv, -1, NULL) != 1
             || EVP_CipherUpdate (ctx, dst + done, &outl, src + done, (int) sector_size) != 1
             || outl != (int) sector_size)
-            return crypt_err (err, EIO, "aes-xts failed on sector %" PRIu64 ": %s", first,
+            return capsa_error_code (err, EIO, "aes-xts failed on sector %" PRIu64 ": %s", first,
                                      openssl_last_error ());
     }
     return 0;

@@ -43,6 +43,24 @@ capsa_error_make (capsa_error_t *err, int errnum, const char *fmt, ...)
 }
 
 int
+capsa_error_code (capsa_error_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    if (err == NULL)
+        return -1;
+    va_start (ap, fmt);
+    msg = vformat (fmt, ap);
+    va_end (ap);
+    capsa_error_make (err, 0, "%s", msg ? msg : "out of memory");
+    free (msg);
+    if (*err)
+        (*err)->code = code;
+    return -1;
+}
+
+int
 capsa_error_wrap (capsa_error_t *err, const char *fmt, ...)
 {
     va_list ap;

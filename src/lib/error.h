@@ -29,6 +29,11 @@ typedef struct capsa_error_s *capsa_error_t;
 int capsa_error_make (capsa_error_t *err, int errnum, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
+/* Like capsa_error_make, but the message is taken as is and CODE (an errno
+ * value callers may test, such as EKEYREJECTED) is only recorded, not
+ * appended as text.  Returns -1. */
+int capsa_error_code (capsa_error_t *err, int code, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
 /* Prefix the existing error with context: "CONTEXT: old message".
  * Returns -1. */
 int capsa_error_wrap (capsa_error_t *err, const char *fmt, ...)

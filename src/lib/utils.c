@@ -265,6 +265,30 @@ str_append_shell_quoted (char **buf, size_t *len, const char *s)
     str_append (buf, len, "'");
 }
 
+void
+format_size (uint64_t n, char *buf, size_t len)
+{
+    if (n >= (1ull << 30))
+        snprintf (buf, len, "%.1f GiB", (double) n / (double) (1ull << 30));
+    else if (n >= (1u << 20))
+        snprintf (buf, len, "%.1f MiB", (double) n / (double) (1u << 20));
+    else if (n >= 1024)
+        snprintf (buf, len, "%.1f KiB", (double) n / 1024.0);
+    else
+        snprintf (buf, len, "%llu B", (unsigned long long) n);
+}
+
+bool
+path_is_within (const char *path, const char *dir)
+{
+    size_t n = strlen (dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 1 && dir[0] == '/')
+        return true;
+    return strncmp (path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 char *
 trim (char *s)
 {

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -98,6 +99,13 @@ int split_list (const char *s, char sep, int (*cb) (const char *item, void *data
                 void *data, capsa_error_t *err);
 
 char *trim (char *s);
+
+/* "1.5 MiB", "12 B": a size for people, in BUF. */
+void format_size (uint64_t n, char *buf, size_t len);
+
+/* Is the absolute PATH DIR itself or below it?  Compared by whole
+ * components: "/scratch" does not contain "/scratch2". */
+bool path_is_within (const char *path, const char *dir);
 
 /* Append S to the growing string *BUF of *LEN bytes (*BUF may be NULL);
  * the second form single-quotes it for sh ('it'\''s'). */

@@ -101,7 +101,17 @@ capsa_caps_select (struct capsa_container *c, capsa_error_t *err)
 
     case MODE_SETUID: {
         /* The grant file must be trustworthy whether or not capabilities
-         * are asked for: an administrator must notice a bad one at once. */
+         * are asked for (an administrator must notice a bad one at once),
+         * but it is parsed only when something is asked for. */
+        if (requested == 0) {
+            if (access (c->grants_path, F_OK) == 0) {
+                int fd = capsa_open_trusted_file (c->grants_path, true, err);
+                if (fd < 0)
+                    return capsa_error_wrap (err, "capability grants");
+                close (fd);
+            }
+            break;
+        }
         if (capsa_grants_load (&grants, c->grants_path, true, true, err) < 0)
             return capsa_error_wrap (err, "capability grants");
         capsa_capset_t granted = granted_to (&grants, c->user.name, c->user.gid, c->user.groups, c->user.ngroups);

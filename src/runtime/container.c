@@ -62,16 +62,6 @@ add_host_path (struct capsa_container *c, const char *src, const char *dst, bool
     return 0;
 }
 
-/* Is PATH at or below DIR (both absolute, normalised by the caller)? */
-static bool
-path_within (const char *path, const char *dir)
-{
-    size_t n = strlen (dir);
-    if (n == 1 && dir[0] == '/')
-        return true;
-    return strncmp (path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 int
 capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
 {
@@ -149,7 +139,7 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
             char buf[64];
             snprintf (buf, sizeof (buf), "/proc/self/fd/%d", c->binds[i].fd);
             real = realpath (buf, NULL);
-            if (real && c->binds[i].is_dir && strcmp (real, c->binds[i].dst) == 0 && path_within (c->host_cwd, real))
+            if (real && c->binds[i].is_dir && strcmp (real, c->binds[i].dst) == 0 && path_is_within (c->host_cwd, real))
                 visible = true;
         }
         if (!visible && strcmp (c->host_cwd, "/") != 0

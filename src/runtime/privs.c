@@ -121,9 +121,7 @@ capsa_privs_user_end (struct capsa_container *c, capsa_error_t *err)
 static int
 limit_bounding_set (capsa_capset_t keep, capsa_error_t *err)
 {
-    /* Every capability the running kernel knows: PR_CAPBSET_READ fails
-     * past the last one. */
-    for (int cap = 0; cap < 64 && prctl (PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+    for (int cap = 0; cap <= capsa_cap_last (); cap++)
         if (!(keep & (UINT64_C (1) << cap)) && prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
             return capsa_error_make (err, errno, "cannot drop capability %d from the bounding set", cap);
     return 0;

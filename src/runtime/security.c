@@ -146,17 +146,6 @@ capsa_security_apply (struct capsa_container *c, capsa_error_t *err)
 }
 
 static bool
-path_under (const char *path, const char *dir)
-{
-    size_t n = strlen (dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    if (n == 1 && dir[0] == '/')
-        return true;
-    return strncmp (path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-static bool
 in_list (const struct strv *list, const char *name)
 {
     for (size_t i = 0; i < list->n; i++)
@@ -219,7 +208,7 @@ capsa_security_check_image (struct capsa_container *c, bool encrypted, capsa_err
         real[n] = '\0';
         bool ok = false;
         for (size_t i = 0; i < conf->limit_paths.n && !ok; i++)
-            ok = path_under (real, conf->limit_paths.v[i]);
+            ok = path_is_within (real, conf->limit_paths.v[i]);
         if (!ok)
             return capsa_error_make (err, 0, "image %s: %s is not under 'limit container paths'", c->image.path, real);
     }

@@ -31,21 +31,6 @@ vformat (const char *fmt, va_list ap)
 }
 
 int
-sif_error (capsa_error_t *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-    cleanup_free char *msg = NULL;
-
-    va_start (ap, fmt);
-    msg = vformat (fmt, ap);
-    va_end (ap);
-    capsa_error_make (err, 0, "%s", msg ? msg : "out of memory");
-    if (err && *err)
-        (*err)->code = code;
-    return -1;
-}
-
-int
 sif_invalid (const struct sif_image *img, capsa_error_t *err, const char *fmt, ...)
 {
     va_list ap;
@@ -368,7 +353,7 @@ sif_open (const char *path, bool writable, struct sif_image **out, capsa_error_t
     /* Two writers at once would corrupt the table; readers do not lock. */
     if (writable && flock (fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno == EWOULDBLOCK)
-            return sif_error (err, EBUSY, "SIF image %s is being modified by another process", path);
+            return capsa_error_code (err, EBUSY, "SIF image %s is being modified by another process", path);
         return capsa_error_make (err, errno, "lock %s", path);
     }
     if (sif_load (fd, true, path, writable, out, err) < 0)
@@ -426,13 +411,13 @@ sif_find_descriptor (const struct sif_image *img, uint32_t id, const struct sif_
 {
     *out = NULL;
     if (id == 0)
-        return sif_error (err, EINVAL, "invalid object ID 0");
+        return capsa_error_code (err, EINVAL, "invalid object ID 0");
     for (size_t i = 0; i < img->ndescr; i++)
         if (img->descr[i].id == id) {
             *out = &img->descr[i];
             return 0;
         }
-    return sif_error (err, ENOENT, "object %" PRIu32 " not found in SIF image%s%s", id,
+    return capsa_error_code (err, ENOENT, "object %" PRIu32 " not found in SIF image%s%s", id,
                       img->name ? " " : "", img->name ? img->name : "");
 }
 
@@ -458,7 +443,7 @@ sif_find_primary_partition (const struct sif_image *img, const struct sif_descri
         found = &img->descr[i];
     }
     if (found == NULL)
-        return sif_error (err, ENOENT, "no primary partition found in SIF image%s%s",
+        return capsa_error_code (err, ENOENT, "no primary partition found in SIF image%s%s",
                           img->name ? " " : "", img->name ? img->name : "");
     *out = found;
     return 0;
@@ -467,7 +452,7 @@ sif_find_primary_partition (const struct sif_image *img, const struct sif_descri
 static int
 wrong_type (const struct sif_descriptor *d, const char *what, capsa_error_t *err)
 {
-    return sif_error (err, EINVAL, "object %" PRIu32 " is not %s (it is %s)", d->id, what,
+    return capsa_error_code (err, EINVAL, "object %" PRIu32 " is not %s (it is %s)", d->id, what,
                       sif_datatype_name (d->datatype));
 }
 
@@ -531,7 +516,7 @@ sif_get_oci_digest (const struct sif_descriptor *d, char *out, size_t outlen, ca
     while (n < max && p[n] != '\0')
         n++;
     if (n >= outlen)
-        return sif_error (err, ENOBUFS, "digest of object %" PRIu32 " too long", d->id);
+        return capsa_error_code (err, ENOBUFS, "digest of object %" PRIu32 " too long", d->id);
     memcpy (out, p, n);
     out[n] = '\0';
     return 0;
@@ -542,7 +527,7 @@ sif_read_object_at (const struct sif_image *img, const struct sif_descriptor *d,
                     int64_t off, capsa_error_t *err)
 {
     if (off < 0 || off > d->size || len > (uint64_t) (d->size - off))
-        return sif_error (err, EINVAL, "read outside object %" PRIu32, d->id);
+        return capsa_error_code (err, EINVAL, "read outside object %" PRIu32, d->id);
     if (len > 0 && pread_all (img->fd, buf, len, (off_t) (d->offset + off)) < 0)
         return capsa_error_make (err, errno, "read object %" PRIu32 " of %s", d->id,
                                  img->name ? img->name : "SIF image");
@@ -559,7 +544,7 @@ sif_read_object (const struct sif_image *img, const struct sif_descriptor *d, si
     if (outlen)
         *outlen = 0;
     if ((uint64_t) d->size > max || (uint64_t) d->size >= SIZE_MAX)
-        return sif_error (err, EFBIG, "object %" PRIu32 " is larger than %zu bytes", d->id, max);
+        return capsa_error_code (err, EFBIG, "object %" PRIu32 " is larger than %zu bytes", d->id, max);
     buf = xmalloc ((size_t) d->size + 1);
     if (sif_read_object_at (img, d, buf, (size_t) d->size, 0, err) < 0)
         return -1;

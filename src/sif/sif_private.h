@@ -126,8 +126,6 @@ void sif_encode_header (struct sif_image *img);
 /* Fill *err with "invalid SIF image NAME: MSG" (code EINVAL).  Returns -1. */
 int sif_invalid (const struct sif_image *img, capsa_error_t *err, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
-/* Make an error with a given code but no strerror suffix.  Returns -1. */
-int sif_error (capsa_error_t *err, int code, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 
 /* SHA-256 (FIPS 180-4), for OCI blob digests. */
 struct sif_sha256 {

@@ -43,7 +43,7 @@ static int
 need_writable (const struct sif_image *img, capsa_error_t *err)
 {
     if (!img->writable)
-        return sif_error (err, EBADF, "SIF image %s was opened read-only", img->name ? img->name : "");
+        return capsa_error_code (err, EBADF, "SIF image %s was opened read-only", img->name ? img->name : "");
     return 0;
 }
 
@@ -95,13 +95,13 @@ sif_create (const char *path, const struct sif_create_opts *opts, capsa_error_t 
         opts = &defaults;
     launch = opts->launch ? opts->launch : SIF_LAUNCH_SCRIPT;
     if (strlen (launch) >= SIF_LAUNCH_LEN)
-        return sif_error (err, EINVAL, "launch script longer than %d bytes", SIF_LAUNCH_LEN - 1);
+        return capsa_error_code (err, EINVAL, "launch script longer than %d bytes", SIF_LAUNCH_LEN - 1);
     ndescr = opts->descriptors ? opts->descriptors : SIF_DEFAULT_DESCRIPTORS;
     if (ndescr < 1 || ndescr > SIF_MAX_DESCRIPTORS)
-        return sif_error (err, EINVAL, "descriptor count %" PRId64 " out of range (1-%d)", ndescr,
+        return capsa_error_code (err, EINVAL, "descriptor count %" PRId64 " out of range (1-%d)", ndescr,
                           SIF_MAX_DESCRIPTORS);
     if (opts->arch && (arch = sif_arch_code (opts->arch)) == NULL)
-        return sif_error (err, EINVAL, "unknown architecture %s", opts->arch);
+        return capsa_error_code (err, EINVAL, "unknown architecture %s", opts->arch);
     t = opts->time ? opts->time : (int64_t) time (NULL);
 
     memcpy (hdr + HDR_LAUNCH, launch, strlen (launch));
@@ -172,12 +172,12 @@ build_extra (struct sif_image *img, const struct sif_add_opts *o, uint8_t extra[
     switch (o->datatype) {
     case SIF_DATA_PARTITION:
         if (o->arch == NULL || (code = sif_arch_code (o->arch)) == NULL)
-            return sif_error (err, EINVAL, "unknown architecture %s", o->arch ? o->arch : "(none)");
+            return capsa_error_code (err, EINVAL, "unknown architecture %s", o->arch ? o->arch : "(none)");
         if (o->parttype == SIF_PART_PRIMSYS) {
             for (size_t i = 0; i < img->ndescr; i++) {
                 const struct sif_descriptor *d = &img->descr[i];
                 if (d->datatype == SIF_DATA_PARTITION && le32s (d->extra + PART_PARTTYPE) == SIF_PART_PRIMSYS)
-                    return sif_error (err, EEXIST, "image already contains a primary partition (object %" PRIu32 ")",
+                    return capsa_error_code (err, EEXIST, "image already contains a primary partition (object %" PRIu32 ")",
                                       d->id);
             }
         }
@@ -202,7 +202,7 @@ build_extra (struct sif_image *img, const struct sif_add_opts *o, uint8_t extra[
         if (o->digest == NULL)
             *hash_data = true;
         else if (strlen (o->digest) > SIF_EXTRA_LEN - OCI_DIGEST)
-            return sif_error (err, EINVAL, "digest value too large");
+            return capsa_error_code (err, EINVAL, "digest value too large");
         else
             memcpy (extra + OCI_DIGEST, o->digest, strlen (o->digest));
         break;
@@ -257,7 +257,7 @@ copy_in (struct sif_image *img, int data_fd, int64_t offset, struct sif_sha256 *
                 return capsa_error_make (err, errno, "copy object data to %s", img->name ? img->name : "image");
             }
             if (done > INT64_MAX - offset - r)
-                return sif_error (err, EFBIG, "object too large");
+                return capsa_error_code (err, EFBIG, "object too large");
             done += r;
         }
     }
@@ -272,7 +272,7 @@ copy_in (struct sif_image *img, int data_fd, int64_t offset, struct sif_sha256 *
         if (r == 0)
             break;
         if (done > INT64_MAX - offset - r)
-            return sif_error (err, EFBIG, "object too large");
+            return capsa_error_code (err, EFBIG, "object too large");
         if (sha)
             sif_sha256_update (sha, buf, (size_t) r);
         if (pwrite_all (img->fd, buf, (size_t) r, (off_t) (offset + done)) < 0)
@@ -314,36 +314,36 @@ sif_add_object (struct sif_image *img, const struct sif_add_opts *o, int data_fd
     if (need_writable (img, err) < 0)
         return -1;
     if (o->datatype < SIF_DATA_DEFFILE || o->datatype > SIF_DATA_OCI_BLOB)
-        return sif_error (err, EINVAL, "unknown data type 0x%" PRIx32, (uint32_t) o->datatype);
+        return capsa_error_code (err, EINVAL, "unknown data type 0x%" PRIx32, (uint32_t) o->datatype);
     for (slot = 0; slot < img->nslots && img->slot_used[slot]; slot++)
         ;
     if (slot == img->nslots)
-        return sif_error (err, ENOSPC, "no free descriptor left in SIF image %s (all %zu in use)",
+        return capsa_error_code (err, ENOSPC, "no free descriptor left in SIF image %s (all %zu in use)",
                           img->name ? img->name : "", img->nslots);
     for (size_t i = 0; i < img->ndescr; i++)
         if (img->descr[i].id == (uint32_t) slot + 1)
-            return sif_error (err, EEXIST, "object ID %zu is already in use", slot + 1);
+            return capsa_error_code (err, EEXIST, "object ID %zu is already in use", slot + 1);
 
     memset (&d, 0, sizeof (d));
     d.slot = slot;
     d.id = (uint32_t) slot + 1;
     d.datatype = o->datatype;
     if (o->group & SIF_GROUP_MASK || o->link & SIF_GROUP_MASK)
-        return sif_error (err, EINVAL, "group or link ID out of range");
+        return capsa_error_code (err, EINVAL, "group or link ID out of range");
     d.group = o->group;
     d.raw_group = o->group | SIF_GROUP_MASK;
     d.link = o->link;
     d.link_is_group = o->link_is_group && o->link != 0;
     d.raw_link = d.link_is_group ? o->link | SIF_GROUP_MASK : o->link;
     if (o->name && strlen (o->name) >= SIF_NAME_LEN)
-        return sif_error (err, EINVAL, "object name longer than %d bytes", SIF_NAME_LEN - 1);
+        return capsa_error_code (err, EINVAL, "object name longer than %d bytes", SIF_NAME_LEN - 1);
     if (o->name)
         memcpy (d.name, o->name, strlen (o->name));
     if (build_extra (img, o, d.extra, &hash_data, err) < 0)
         return -1;
     align = o->alignment >= 0 ? o->alignment : (o->datatype == SIF_DATA_PARTITION ? 4096 : 0);
     if (align > MAX_ALIGNMENT)
-        return sif_error (err, EINVAL, "alignment %" PRId64 " too large", align);
+        return capsa_error_code (err, EINVAL, "alignment %" PRId64 " too large", align);
 
     start = append_start (img);
     offset = start;
@@ -510,12 +510,12 @@ sif_set_primary (struct sif_image *img, uint32_t id, capsa_error_t *err)
     if (need_writable (img, err) < 0 || sif_find_descriptor (img, id, &cd, err) < 0)
         return -1;
     if (cd->datatype != SIF_DATA_PARTITION)
-        return sif_error (err, EINVAL, "object %" PRIu32 " is not a partition", id);
+        return capsa_error_code (err, EINVAL, "object %" PRIu32 " is not a partition", id);
     sif_get_partition (cd, &p, NULL);
     if (p.parttype == SIF_PART_PRIMSYS)
         return 0;
     if (p.parttype != SIF_PART_SYSTEM)
-        return sif_error (err, EINVAL, "object %" PRIu32 " is not a system partition", id);
+        return capsa_error_code (err, EINVAL, "object %" PRIu32 " is not a system partition", id);
     {
         capsa_error_t perr = NULL;
         if (sif_find_primary_partition (img, &old, &perr) < 0) {
