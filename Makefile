@@ -46,7 +46,7 @@ CFLAGS   += -std=c17 $(OPTFLAGS) $(WARN) $(HARDEN) -fstack-protector-strong -fPI
 LDFLAGS  ?=
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SANLDFLAGS)
 
-LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c)
+LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
 CRYPTFUSE_SRC := $(wildcard src/cryptfuse/*.c)

@@ -13,7 +13,7 @@
 #include "config.h"
 #include "lib/log.h"
 #include "lib/utils.h"
-#include "runtime/seccomp.h"
+#include "policy/seccomp_compile.h"
 #include "crypt/crypt.h"
 #include "sif/sif.h"
 #include <sys/stat.h>

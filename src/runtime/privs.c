@@ -60,6 +60,20 @@ capsa_privs_drop_monitor (struct capsa_container *c, capsa_error_t *err)
     return 0;
 }
 
+int
+capsa_privs_helper_drop (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err)
+{
+    /* setgroups needs root's effective id, which the setuid starter keeps
+     * only in its saved set-user-ID by now. */
+    if (mode != MODE_USERNS && (seteuid (0) < 0 || setgroups (0, NULL) < 0))
+        return capsa_error_make (err, errno, "cannot drop supplementary groups");
+    if (setresgid (gid, gid, gid) < 0 || setresuid (uid, uid, uid) < 0)
+        return capsa_error_make (err, errno, "cannot change to uid %u", uid);
+    if (uid != 0 && (setuid (0) == 0 || seteuid (0) == 0))
+        return capsa_error_make (err, 0, "root could be regained after dropping privileges");
+    return 0;
+}
+
 /* Effective capabilities off (on) while keeping the permitted set. */
 static int
 set_effective (bool on, capsa_error_t *err)

@@ -16,6 +16,11 @@ int capsa_privs_init (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t 
 int capsa_privs_raise (struct capsa_container *c, capsa_error_t *err);
 int capsa_privs_drop_monitor (struct capsa_container *c, capsa_error_t *err);
 
+/* In a forked helper of the starter (one that parses something): give up
+ * root for good and become UID/GID with no supplementary groups; in a user
+ * namespace run, where nothing is privileged, UID must be the caller. */
+int capsa_privs_helper_drop (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err);
+
 /* In the child, around opening what the user named: act with the user's
  * own rights (setuid mode: effective ids of the user; user namespace:
  * no effective capabilities), then come back. */

@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "lib/log.h"
 #include "runtime/container.h"
+#include "runtime/privs.h"
 #include "runtime/seccomp.h"
 
 static bool
@@ -42,9 +44,14 @@ add_program (struct capsa_container *c, int fd, const char *what, capsa_error_t 
     return 0;
 }
 
-/* The administrator's profile is root's file, but JSON is still parsed
- * only without privilege: a child drops to the user (root: to nobody) and
- * compiles it from a descriptor opened here. */
+/* The administrator's profile is root's file, but JSON is never parsed by
+ * the starter: a child gives up root for good and runs the front end's
+ * compiler, `tools seccomp-compile`, reading the profile opened here on its
+ * standard input and writing the program to a memfd on its standard output.
+ * It runs as nobody, not as the user: a process of the user's own could be
+ * traced by the user, who could then weaken the administrator's filter.
+ * (In a user namespace nothing is privileged and the user is the only
+ * identity there is.) */
 static int
 compile_admin_profile (struct capsa_container *c, capsa_error_t *err)
 {
@@ -55,24 +62,21 @@ compile_admin_profile (struct capsa_container *c, capsa_error_t *err)
     cleanup_close int out = memfd_create ("capsa-seccomp", MFD_CLOEXEC);
     if (out < 0)
         return capsa_error_make (err, errno, "memfd_create");
-    uid_t uid = c->mode == MODE_ROOT ? 65534 : c->user.uid;
-    gid_t gid = c->mode == MODE_ROOT ? 65534 : c->user.gid;
+    uid_t uid = c->mode == MODE_USERNS ? c->user.uid : 65534;
+    gid_t gid = c->mode == MODE_USERNS ? c->user.gid : 65534;
     pid_t pid = fork ();
     if (pid < 0)
         return capsa_error_make (err, errno, "fork");
     if (pid == 0) {
         capsa_error_t e = NULL;
-        char *text = NULL;
-        size_t len = 0;
-        /* setgroups needs root's effective id, which the setuid starter
-         * keeps only in its saved set-user-ID at this point. */
-        if (c->mode != MODE_USERNS && (seteuid (0) < 0 || setgroups (0, NULL) < 0))
-            _exit (CAPSA_EXIT_FATAL);
-        if (setresgid (gid, gid, gid) < 0 || setresuid (uid, uid, uid) < 0 || (uid != 0 && setuid (0) == 0))
-            _exit (CAPSA_EXIT_FATAL);
-        if (read_fd_all (in, 4 << 20, &text, &len, &e) < 0 || capsa_seccomp_compile (path, text, len, out, &e) < 0)
+        char *const argv[] = { (char *) "capsa-tools", (char *) "seccomp-compile", (char *) path, NULL };
+        char *const envp[] = { (char *) "PATH=/usr/bin:/bin", NULL };
+        if (capsa_privs_helper_drop (c->mode, uid, gid, &e) < 0)
             capsa_error_fatal (&e);
-        _exit (0);
+        if (dup2 (in, STDIN_FILENO) < 0 || dup2 (out, STDOUT_FILENO) < 0)
+            _exit (CAPSA_EXIT_FATAL);
+        execve (CAPSA_LIBEXECDIR "/tools", argv, envp);
+        capsa_die ("cannot run %s/tools: %s", CAPSA_LIBEXECDIR, strerror (errno));
     }
     int status;
     while (waitpid (pid, &status, 0) < 0)

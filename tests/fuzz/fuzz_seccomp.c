@@ -1,7 +1,7 @@
 /* libFuzzer target: the seccomp profile compiler (OCI/Docker JSON), which
  * turns user-supplied profiles into BPF before the starter loads them.
  *
- * fuzz-sources: src/runtime/seccomp.c
+ * fuzz-sources: src/policy/seccomp_compile.c
  * fuzz-libs: -ljson-c -lseccomp
  */
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "runtime/seccomp.h"
+#include "policy/seccomp_compile.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 

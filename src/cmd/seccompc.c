@@ -1,0 +1,28 @@
+/* `tools seccomp-compile NAME`: compile the seccomp profile on standard
+ * input into a BPF program on standard output.  Hidden: the starter runs it,
+ * as nobody, for the administrator's 'seccomp profile' (it never parses
+ * JSON itself, see src/runtime/security.c). */
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "lib/log.h"
+#include "lib/utils.h"
+#include "policy/seccomp_compile.h"
+
+int
+cmd_seccomp_compile (int argc, char **argv)
+{
+    capsa_error_t err = NULL;
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+
+    prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (argc != 2)
+        capsa_die ("usage: seccomp-compile NAME < PROFILE > PROGRAM");
+    if (read_fd_all (STDIN_FILENO, 4 << 20, &text, &len, &err) < 0
+        || capsa_seccomp_compile (argv[1], text, len, STDOUT_FILENO, &err) < 0)
+        capsa_error_fatal (&err);
+    return 0;
+}
