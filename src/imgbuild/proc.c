@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "lib/utils.h"
+#include "runtime/idmap.h"
 #include "runtime/mount.h"
+#include "runtime/rootfs.h"
 
 extern char **environ;
 
@@ -164,146 +166,54 @@ child_reset_signals (void)
     sigprocmask (SIG_SETMASK, &none, NULL);
 }
 
-/* Bind the host's SRC (a device or file) onto a new empty file NAME in DIRFD. */
-static int
-bind_host_file (int dirfd, const char *name, const char *src, capsa_error_t *err)
-{
-    cleanup_close int s = open (src, O_PATH | O_CLOEXEC);
-    cleanup_close int t = -1;
-
-    if (s < 0)
-        return capsa_error_make (err, errno, "open %s", src);
-    if (mknodat (dirfd, name, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
-        return capsa_error_make (err, errno, "create /dev/%s", name);
-    t = openat (dirfd, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
-    if (t < 0)
-        return capsa_error_make (err, errno, "open /dev/%s", name);
-    return capsa_bind_fd (s, t, false, 0, src, err);
-}
-
-/* A small /dev: a tmpfs holding the usual nodes bound from the host. */
-static int
-setup_dev (int rootfd, capsa_error_t *err)
-{
-    static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
-    static const char *const links[][2] = {
-        { "fd", "/proc/self/fd" },      { "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
-        { "stderr", "/proc/self/fd/2" }, { "ptmx", "pts/ptmx" },
-    };
-    char buf[64];
-    cleanup_close int t = capsa_make_in_root (rootfd, "dev", NODE_DIR, err);
-    cleanup_close int dev = -1;
-
-    if (t < 0)
-        return -1;
-    if (capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k", "/dev", err) < 0)
-        return -1;
-    close (t);
-    /* The descriptor of the mount point names the directory under it: look
-     * again to get the new tmpfs. */
-    t = capsa_open_in_root (rootfd, "dev", O_DIRECTORY);
-    if (t < 0)
-        return capsa_error_make (err, errno, "open /dev");
-    dev = open (capsa_fd_path (t, buf, sizeof (buf)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dev < 0)
-        return capsa_error_make (err, errno, "open /dev");
-    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++) {
-        char src[32];
-        snprintf (src, sizeof (src), "/dev/%s", nodes[i]);
-        if (access (src, F_OK) < 0)
-            continue;
-        if (bind_host_file (dev, nodes[i], src, err) < 0)
-            return -1;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE (links); i++)
-        if (symlinkat (links[i][1], dev, links[i][0]) < 0)
-            return capsa_error_make (err, errno, "symlink /dev/%s", links[i][0]);
-    if (mkdirat (dev, "pts", 0755) < 0 || mkdirat (dev, "shm", 01777) < 0)
-        return capsa_error_make (err, errno, "mkdir in /dev");
-    cleanup_close int pts = openat (dev, "pts", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
-    cleanup_close int shm = openat (dev, "shm", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
-    if (pts < 0 || shm < 0)
-        return capsa_error_make (err, errno, "open /dev/pts");
-    /* A private devpts and shm are a convenience: go on without them. */
-    capsa_error_t ignore = NULL;
-    if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts",
-                        &ignore) < 0)
-        capsa_error_free (&ignore);
-    if (capsa_mount_fd ("tmpfs", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm", &ignore) < 0)
-        capsa_error_free (&ignore);
-    return 0;
-}
-
+/* The new root: bound onto itself (pivot_root wants a mount), then /proc,
+ * /sys and a small /dev made by the runtime's own code
+ * (src/runtime/rootfs.h), the host's resolv.conf, pivot_root. */
 static int
 setup_root (const char *rootfs, bool userns, capsa_error_t *err)
 {
     cleanup_close int rootfd = -1;
-    cleanup_close int t = -1;
     capsa_error_t ignore = NULL;
 
-    /* The tree becomes a mount of its own, as pivot_root wants. */
     if (mount (rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return capsa_error_make (err, errno, "bind %s", rootfs);
     rootfd = open (rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return capsa_error_make (err, errno, "open %s", rootfs);
 
-    t = capsa_make_in_root (rootfd, "proc", NODE_DIR, err);
-    if (t < 0)
-        return -1;
-    if (capsa_mount_fd ("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/proc", err) < 0) {
+    if (capsa_rootfs_mount_proc (rootfd, true, err) < 0) {
         /* A user namespace may not mount procfs where the host's has
          * parts masked (inside another container): bind the host's. */
-        cleanup_close int s = userns ? open ("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (s < 0)
+        if (!userns)
             return -1;
         capsa_error_free (err);
-        if (capsa_bind_fd (s, t, true, 0, "/proc", err) < 0)
+        if (capsa_rootfs_bind_proc (rootfd, true, err) < 0)
             return -1;
     }
-    close (t);
-
-    t = capsa_make_in_root (rootfd, "sys", NODE_DIR, err);
-    if (t < 0)
-        return -1;
-    if (userns) {
-        /* A user namespace may not mount sysfs without its own network
-         * namespace: bind the host's, read-only where the kernel lets us. */
+    /* A user namespace may not mount sysfs without its own network
+     * namespace: the host's, read-only where the kernel lets us. */
+    if (capsa_rootfs_mount_sys (rootfd, !userns, true, err) < 0) {
+        if (!userns)
+            return -1;
+        capsa_error_free (err);
         cleanup_close int s = open ("/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (s < 0)
-            return capsa_error_make (err, errno, "open /sys");
-        if (capsa_bind_fd (s, t, true, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "/sys", &ignore) < 0) {
-            capsa_error_free (&ignore);
-            if (capsa_bind_fd (s, t, true, 0, "/sys", err) < 0)
-                return -1;
-        }
-    } else if (capsa_mount_fd ("sysfs", t, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/sys", err) < 0) {
-        return -1;
+        cleanup_close int t = capsa_make_in_root (rootfd, "sys", NODE_DIR, err);
+        if (s < 0 || t < 0 || capsa_bind_fd (s, t, true, 0, "/sys", err) < 0)
+            return s < 0 ? capsa_error_make (err, errno, "open /sys") : -1;
     }
-    close (t);
-    t = -1;
-
-    if (setup_dev (rootfd, err) < 0)
+    /* Package scripts may add to /dev while building: it stays writable. */
+    if (capsa_rootfs_setup_dev (rootfd, DEV_SHM_PRIVATE | DEV_OPTIONAL | DEV_CREATE | DEV_WRITABLE, "65536k", err) < 0)
         return -1;
 
     /* Name resolution for package managers.  An image whose resolv.conf is
      * a dangling symlink simply goes without. */
     if (access ("/etc/resolv.conf", R_OK) == 0) {
         cleanup_close int s = open ("/etc/resolv.conf", O_PATH | O_CLOEXEC);
-        t = capsa_make_in_root (rootfd, "etc/resolv.conf", NODE_FILE, &ignore);
+        cleanup_close int t = capsa_make_in_root (rootfd, "etc/resolv.conf", NODE_FILE, &ignore);
         if (s < 0 || t < 0 || capsa_bind_fd (s, t, false, 0, "/etc/resolv.conf", &ignore) < 0)
             capsa_error_free (&ignore);
     }
-
-    if (chdir (rootfs) < 0)
-        return capsa_error_make (err, errno, "chdir %s", rootfs);
-    if (syscall (SYS_pivot_root, ".", ".") < 0)
-        return capsa_error_make (err, errno, "pivot_root to %s", rootfs);
-    if (umount2 (".", MNT_DETACH) < 0)
-        return capsa_error_make (err, errno, "detach the old root");
-    if (chdir ("/") < 0)
-        return capsa_error_make (err, errno, "chdir /");
-    return 0;
+    return capsa_rootfs_pivot (rootfd, err);
 }
 
 static noreturn void
@@ -370,22 +280,15 @@ child_init (const struct build_proc *p, int sync_fd, int out_fd, int errfd)
 
 /* ---- the parent side -------------------------------------------------------- */
 
+/* --fakeroot: root inside is the caller outside, one uid and one gid. */
 static int
 write_maps (pid_t pid, capsa_error_t *err)
 {
-    char path[64], map[64];
-
-    snprintf (path, sizeof (path), "/proc/%d/setgroups", (int) pid);
-    if (write_file (path, "deny", err) < 0)
-        return -1;
-    snprintf (path, sizeof (path), "/proc/%d/uid_map", (int) pid);
-    snprintf (map, sizeof (map), "0 %u 1\n", (unsigned) getuid ());
-    if (write_file (path, map, err) < 0)
+    char uid_map[64], gid_map[64];
+    snprintf (uid_map, sizeof (uid_map), "0 %u 1\n", (unsigned) getuid ());
+    snprintf (gid_map, sizeof (gid_map), "0 %u 1\n", (unsigned) getgid ());
+    if (capsa_write_id_maps (pid, uid_map, gid_map, err) < 0)
         return capsa_error_wrap (err, "map root to uid %u in a user namespace (--fakeroot)", (unsigned) getuid ());
-    snprintf (path, sizeof (path), "/proc/%d/gid_map", (int) pid);
-    snprintf (map, sizeof (map), "0 %u 1\n", (unsigned) getgid ());
-    if (write_file (path, map, err) < 0)
-        return capsa_error_wrap (err, "map root to gid %u in a user namespace (--fakeroot)", (unsigned) getgid ());
     return 0;
 }
 

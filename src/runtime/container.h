@@ -13,11 +13,20 @@
  * privileges and execs the command.  The FUSE server for an image file is
  * a second child of the monitor, running as the user outside the container's
  * namespaces, so it dies with the monitor and never keeps a namespace alive.
+ *
+ * Files:  prepare.c  what the user named, opened as the user (child)
+ *         rootfs.c   the root: stage, image, overlay, /proc, /sys, /dev,
+ *                    binds, pivot (child; /dev, /proc, /sys and the pivot
+ *                    are shared with capsa build)
+ *         fusebroker.c  FUSE mounts served by the user's servers (both sides)
+ *         child.c    the child from clone() to exec
+ *         monitor.c  clone(), id maps, signals, waiting
  */
 #ifndef CAPSA_CONTAINER_H
 #define CAPSA_CONTAINER_H
 
 #include <stdbool.h>
+#include <stdnoreturn.h>
 #include <sys/types.h>
 
 #include "lib/error.h"
@@ -66,6 +75,8 @@ struct capsa_container {
     size_t nbinds;
     char *home_dst;       /* $HOME inside */
     char *workdir;        /* the directory the command starts in */
+    bool workdir_custom;  /* --pwd: not being able to enter it is fatal */
+    int *env_fds;         /* --env-file files, opened as the user, read after the drop */
 
     capsa_capset_t caps;  /* the command's capabilities (all five sets) */
     capsa_capset_t own_caps; /* what the starter itself holds (root: permitted) */
@@ -80,8 +91,21 @@ struct capsa_container {
 };
 
 /* Open the image and the host paths (called with the caller's identity,
- * in the container's new mount namespace), and compute the environment. */
+ * in the container's new mount namespace): src/runtime/prepare.c. */
 int capsa_container_prepare (struct capsa_container *c, capsa_error_t *err);
+
+/* Assemble the container's root and pivot into it (src/runtime/rootfs.c);
+ * SOCK is the child's end of the socket to the monitor (FUSE requests). */
+int capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *err);
+
+/* The child, from clone() to exec (src/runtime/child.c). */
+noreturn void capsa_container_child (struct capsa_container *c, int sock, pid_t monitor);
+
+/* Run FN (ARG) in a forked process that has given up root for good and is
+ * the user (setuid mode; in the other modes FN runs here).  FN's error
+ * comes back as *err; its return value must be 0 or -1. */
+int capsa_run_as_user (struct capsa_container *c, int (*fn) (void *arg, capsa_error_t *err), void *arg,
+                       capsa_error_t *err);
 
 /* Start the container and wait for it.  Returns the exit status to pass on
  * (128+N for signal N), or -1 with *err set if it could not start. */
@@ -101,6 +125,7 @@ int capsa_security_apply (struct capsa_container *c, capsa_error_t *err);
 /* Environment and /etc files (src/runtime/env.c). */
 void capsa_env_build (struct capsa_container *c);
 int capsa_env_read_file (struct capsa_container *c, const char *path, capsa_error_t *err);
+int capsa_env_read_fd (struct capsa_container *c, int fd, const char *path, capsa_error_t *err);
 char *capsa_env_script (const struct capsa_container *c); /* sh -c text */
 char *capsa_passwd_content (const struct capsa_container *c, const char *image_passwd);
 char *capsa_group_content (const struct capsa_container *c, const char *image_group);

@@ -1,12 +1,13 @@
 /* The command's environment, the shell snippet that sources the image's
  * /.singularity.d/env scripts, and the container's /etc/passwd and /etc/group.
  * Pure functions of their inputs: nothing here touches the file system
- * except capsa_env_read_file(), which the monitor calls as the user. */
+ * except capsa_env_read_file/fd(), which read --env-file as the user. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/container.h"
 
@@ -105,13 +106,24 @@ capsa_env_build (struct capsa_container *c)
 int
 capsa_env_read_file (struct capsa_container *c, const char *path, capsa_error_t *err)
 {
-    cleanup_free char *text = NULL;
     cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    long lineno = 0;
-    char *save = NULL;
-
     if (fd < 0)
         return capsa_error_make (err, errno, "--env-file %s", path);
+    return capsa_env_read_fd (c, fd, path, err);
+}
+
+/* The same from a descriptor opened earlier (the container's child opens
+ * the files as the user and reads them only after its final drop). */
+int
+capsa_env_read_fd (struct capsa_container *c, int fd, const char *path, capsa_error_t *err)
+{
+    cleanup_free char *text = NULL;
+    long lineno = 0;
+    char *save = NULL;
+    struct stat st;
+
+    if (fstat (fd, &st) < 0 || !(S_ISREG (st.st_mode) || S_ISFIFO (st.st_mode)))
+        return capsa_error_make (err, 0, "--env-file %s: not a regular file", path);
     if (read_fd_all (fd, 1 << 20, &text, NULL, err) < 0)
         return capsa_error_wrap (err, "--env-file %s", path);
     for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {

@@ -28,6 +28,13 @@ capsa_image_kind_name (enum capsa_image_kind k)
 int
 capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err)
 {
+    return capsa_image_open_with (img, path, NULL, NULL, err);
+}
+
+int
+capsa_image_open_with (struct capsa_image *img, const char *path, capsa_sif_locator locate, void *data,
+                       capsa_error_t *err)
+{
     struct stat st;
     unsigned char head[64];
     cleanup_close int fd = -1;
@@ -72,8 +79,15 @@ capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err)
     }
     if (memcmp (head + 32, "SIF_MAGIC", 9) == 0) {
         img->kind = IMAGE_SIF;
-        if (capsa_sif_image_partition (rfd, path, &img->offset, &img->size, &img->encrypted, err) < 0)
+        if (locate ? locate (data, rfd, path, img, err) < 0
+                   : capsa_sif_image_partition (rfd, path, &img->offset, &img->size, &img->encrypted, err) < 0)
             return -1;
+        /* Whoever parsed the header, the partition must lie in the file
+         * as it is now. */
+        if (fstat (rfd, &st) < 0)
+            return capsa_error_make (err, errno, "image %s", path);
+        if (img->size == 0 || img->offset > (uint64_t) st.st_size || img->size > (uint64_t) st.st_size - img->offset)
+            return capsa_error_make (err, 0, "image %s: the partition lies outside the file", path);
         img->fd = steal_fd (&rfd);
         return 0;
     }

@@ -25,6 +25,14 @@ struct capsa_image {
 };
 
 int capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err);
+
+/* The same, with LOCATE finding a SIF's partition (filling img->offset,
+ * size and encrypted) instead of parsing the header here: the setuid
+ * starter parses it in a process that has given up root for good.  The
+ * result is checked against the file's size afterwards. */
+typedef int (*capsa_sif_locator) (void *data, int fd, const char *path, struct capsa_image *img, capsa_error_t *err);
+int capsa_image_open_with (struct capsa_image *img, const char *path, capsa_sif_locator locate, void *data,
+                           capsa_error_t *err);
 void capsa_image_close (struct capsa_image *img);
 const char *capsa_image_kind_name (enum capsa_image_kind k);
 

@@ -1,17 +1,21 @@
+/* Mounting through file descriptors: see mount.h. */
 #include "mount.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/utils.h"
+#include "runtime/privs.h"
 
 const char *
 capsa_fd_path (int fd, char *buf, size_t len)
@@ -21,9 +25,18 @@ capsa_fd_path (int fd, char *buf, size_t len)
 }
 
 static bool have_openat2 = true;
+static bool have_mount_setattr = true;
+
+void
+capsa_mount_force_fallbacks (bool no_openat2, bool no_mount_setattr)
+{
+    have_openat2 = !no_openat2;
+    have_mount_setattr = !no_mount_setattr;
+}
 
 /* Fallback for kernels without openat2: walk component by component and
- * refuse every symlink.  Stricter than RESOLVE_IN_ROOT, never looser. */
+ * refuse every symlink (but a last one with O_NOFOLLOW, which is opened as
+ * itself).  Stricter than RESOLVE_IN_ROOT, never looser. */
 static int
 open_in_root_nofollow (int rootfd, const char *path, int flags)
 {
@@ -45,7 +58,11 @@ open_in_root_nofollow (int rootfd, const char *path, int flags)
         if (next < 0)
             return -1;
         struct stat st;
-        if (fstat (next, &st) == 0 && S_ISLNK (st.st_mode)) {
+        bool last = true;
+        for (const char *r = save ? save : ""; *r; r++)
+            if (*r != '/')
+                last = false;
+        if (fstat (next, &st) == 0 && S_ISLNK (st.st_mode) && !(last && (flags & O_NOFOLLOW))) {
             close (next);
             errno = ELOOP;
             return -1;
@@ -67,7 +84,7 @@ int
 capsa_open_in_root (int rootfd, const char *path, int flags)
 {
     struct open_how how = {
-        .flags = (uint64_t) (O_PATH | O_CLOEXEC | (flags & O_DIRECTORY)),
+        .flags = (uint64_t) (O_PATH | O_CLOEXEC | (flags & (O_DIRECTORY | O_NOFOLLOW))),
         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
     while (*path == '/')
@@ -145,12 +162,45 @@ capsa_make_in_root (int rootfd, const char *path, enum capsa_node kind, capsa_er
 }
 
 int
+capsa_open_mountpoint (int rootfd, const char *path, enum capsa_node kind, capsa_error_t *err)
+{
+    struct stat st;
+    int fd = capsa_open_in_root (rootfd, path, O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return capsa_error_make (err, 0, "mount point %s does not exist in the container", path);
+        return capsa_error_make (err, errno, "mount point %s", path);
+    }
+    if (fstat (fd, &st) < 0) {
+        int e = errno;
+        close (fd);
+        return capsa_error_make (err, e, "mount point %s", path);
+    }
+    const char *wrong = NULL;
+    if (S_ISLNK (st.st_mode))
+        wrong = "is a symbolic link";
+    else if (kind == NODE_DIR && !S_ISDIR (st.st_mode))
+        wrong = "is not a directory";
+    else if (kind == NODE_FILE && S_ISDIR (st.st_mode))
+        wrong = "is a directory";
+    if (wrong) {
+        close (fd);
+        return capsa_error_make (err, 0, "mount point %s %s", path, wrong);
+    }
+    return fd;
+}
+
+int
 capsa_mount_fd (const char *src, int targetfd, const char *fstype, unsigned long flags, const char *data,
                 const char *what, capsa_error_t *err)
 {
     char buf[64];
-    if (mount (src, capsa_fd_path (targetfd, buf, sizeof (buf)), fstype, flags, data) < 0)
-        return capsa_error_make (err, errno, "cannot mount %s", what);
+    capsa_privs_mount_begin ();
+    int r = mount (src, capsa_fd_path (targetfd, buf, sizeof (buf)), fstype, flags, data);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot mount %s", what);
     return 0;
 }
 
@@ -170,12 +220,142 @@ mount_attrs (unsigned long flags)
     return a;
 }
 
+static const unsigned long PER_MOUNT = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+/* The per-mount flags a mount has now (statvfs), as MS_* bits, plus the
+ * atime flags, which MS_REMOUNT|MS_BIND would otherwise reset. */
+static unsigned long
+current_flags (const char *path)
+{
+    struct statvfs sv;
+    unsigned long f = 0;
+    if (statvfs (path, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_RDONLY)
+        f |= MS_RDONLY;
+    if (sv.f_flag & ST_NOSUID)
+        f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV)
+        f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC)
+        f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME)
+        f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME)
+        f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME)
+        f |= MS_RELATIME;
+    return f;
+}
+
+/* Without mount_setattr: add FLAGS to the mount at PATH with the old
+ * MS_REMOUNT|MS_BIND, keeping the flags it has (a user namespace may not
+ * clear locked ones anyway). */
+static int
+remount_legacy (const char *path, unsigned long flags)
+{
+    capsa_privs_mount_begin ();
+    int r = mount (NULL, path, NULL, MS_REMOUNT | MS_BIND | current_flags (path) | (flags & PER_MOUNT), NULL);
+    int e = errno;
+    capsa_privs_mount_end ();
+    errno = e;
+    return r;
+}
+
+/* Undo the escapes (\040 and the like) of a mountinfo field, in place. */
+static void
+unescape (char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+            *o++ = (char) ((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* Without mount_setattr, a recursive bind gets FLAGS on its top mount and
+ * on every mount below it: walk /proc/self/mountinfo from the top mount's id
+ * and remount each descendant by its path. */
+static int
+remount_tree_legacy (int treefd, unsigned long flags)
+{
+    char buf[64], line[8192];
+    long top = -1;
+    snprintf (buf, sizeof (buf), "/proc/self/fdinfo/%d", treefd);
+    cleanup_fclose FILE *fi = fopen (buf, "re");
+    while (fi && fgets (line, sizeof (line), fi))
+        if (sscanf (line, "mnt_id: %ld", &top) == 1)
+            break;
+    if (top < 0) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (remount_legacy (capsa_fd_path (treefd, buf, sizeof (buf)), flags) < 0)
+        return -1;
+
+    /* Ids of the tree, grown until no new child is found. */
+    long *ids = xmalloc (sizeof (long));
+    size_t nids = 1;
+    ids[0] = top;
+    for (bool grew = true; grew;) {
+        grew = false;
+        cleanup_fclose FILE *mi = fopen ("/proc/self/mountinfo", "re");
+        if (mi == NULL) {
+            free (ids);
+            return -1;
+        }
+        while (fgets (line, sizeof (line), mi)) {
+            long id, parent;
+            char path[4096];
+            if (sscanf (line, "%ld %ld %*s %*s %4095s", &id, &parent, path) != 3)
+                continue;
+            bool known = false, under = false;
+            for (size_t k = 0; k < nids; k++) {
+                known |= ids[k] == id;
+                under |= ids[k] == parent;
+            }
+            if (known || !under)
+                continue;
+            unescape (path);
+            if (remount_legacy (path, flags) < 0) {
+                free (ids);
+                return -1;
+            }
+            ids = xrealloc (ids, (nids + 1) * sizeof (long));
+            ids[nids++] = id;
+            grew = true;
+        }
+    }
+    free (ids);
+    return 0;
+}
+
 int
 capsa_remount_fd (int targetfd, unsigned long flags, const char *what, capsa_error_t *err)
 {
     struct mount_attr attr = { .attr_set = mount_attrs (flags) };
-    if (mount_setattr (targetfd, "", AT_EMPTY_PATH | ((flags & MS_REC) ? AT_RECURSIVE : 0), &attr, sizeof (attr)) < 0)
-        return capsa_error_make (err, errno, "cannot change mount flags of %s", what);
+    char buf[64];
+    int r = -1, e = ENOSYS;
+    if (have_mount_setattr) {
+        capsa_privs_mount_begin ();
+        r = mount_setattr (targetfd, "", AT_EMPTY_PATH | ((flags & MS_REC) ? AT_RECURSIVE : 0), &attr, sizeof (attr));
+        e = errno;
+        capsa_privs_mount_end ();
+        if (r < 0 && e == ENOSYS)
+            have_mount_setattr = false;
+    }
+    if (!have_mount_setattr) {
+        r = (flags & MS_REC) ? remount_tree_legacy (targetfd, flags)
+                             : remount_legacy (capsa_fd_path (targetfd, buf, sizeof (buf)), flags);
+        e = errno;
+    }
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot change mount flags of %s", what);
     return 0;
 }
 
@@ -184,16 +364,36 @@ capsa_bind_fd (int srcfd, int targetfd, bool rec, unsigned long flags, const cha
 {
     /* Clone the source as a detached mount, set its flags while nobody can
      * see it, then attach it on the target: no window where the bind is
-     * writable or allows setuid. */
+     * writable or allows setuid.  Without mount_setattr the flags are set
+     * right after attaching, in this still private namespace, before
+     * anything runs in it. */
+    capsa_privs_mount_begin ();
     cleanup_close int tree = open_tree (srcfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0));
+    int e = errno;
+    capsa_privs_mount_end ();
     if (tree < 0)
-        return capsa_error_make (err, errno, "cannot bind %s", what);
-    if (flags != 0) {
+        return capsa_error_make (err, e, "cannot bind %s", what);
+    bool flags_set = flags == 0;
+    if (!flags_set && have_mount_setattr) {
         struct mount_attr attr = { .attr_set = mount_attrs (flags) };
-        if (mount_setattr (tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr, sizeof (attr)) < 0)
-            return capsa_error_make (err, errno, "cannot set mount flags of %s", what);
+        capsa_privs_mount_begin ();
+        int r = mount_setattr (tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr, sizeof (attr));
+        e = errno;
+        capsa_privs_mount_end ();
+        if (r == 0)
+            flags_set = true;
+        else if (e == ENOSYS)
+            have_mount_setattr = false;
+        else
+            return capsa_error_make (err, e, "cannot set mount flags of %s", what);
     }
-    if (move_mount (tree, "", targetfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        return capsa_error_make (err, errno, "cannot attach %s", what);
+    capsa_privs_mount_begin ();
+    int r = move_mount (tree, "", targetfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot attach %s", what);
+    if (!flags_set && capsa_remount_fd (tree, flags | (rec ? MS_REC : 0), what, err) < 0)
+        return -1;
     return 0;
 }

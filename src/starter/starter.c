@@ -10,10 +10,12 @@
  *
  * Usage (from the capsa front end): starter [-q|-v|-d] exec|run|shell [options] IMAGE [COMMAND...]
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -33,12 +35,22 @@ extern char **environ;
  * front end named with --seccomp-fd=N (compiled filters, checked later
  * like any other user input) and --key-fd=N (the volume key of an
  * encrypted image: never read here, only handed to the user's
- * capsa-cryptfuse). */
+ * capsa-cryptfuse).  Whether those are what they claim to be is checked
+ * once the command line is parsed (check_passed_fds). */
+static bool
+kept (const int *keep, int nkeep, int fd)
+{
+    for (int i = 0; i < nkeep; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
 static void
 sanitize_fds (int argc, char **argv)
 {
     struct stat st;
-    int keep[9];
+    int keep[16];
     int nkeep = 0;
     for (int fd = 0; fd <= 2; fd++) {
         if (fstat (fd, &st) < 0 && errno == EBADF) {
@@ -47,34 +59,62 @@ sanitize_fds (int argc, char **argv)
                 _exit (CAPSA_EXIT_FATAL);
         }
     }
-    for (int i = 1; i < argc && nkeep < 8; i++) {
+    for (int i = 1; i < argc && nkeep < (int) ARRAY_SIZE (keep); i++) {
         long fd;
         if (strncmp (argv[i], "--seccomp-fd=", 13) == 0 && parse_long (argv[i] + 13, 3, 1 << 20, &fd) == 0)
             keep[nkeep++] = (int) fd;
         else if (strncmp (argv[i], "--key-fd=", 9) == 0 && parse_long (argv[i] + 9, 3, 1 << 20, &fd) == 0)
             keep[nkeep++] = (int) fd;
     }
-    /* Close everything from 3 up, skipping the kept ones (sorted). */
-    for (int i = 0; i < nkeep; i++)
-        for (int j = i + 1; j < nkeep; j++)
-            if (keep[j] < keep[i]) {
-                int t = keep[i];
-                keep[i] = keep[j];
-                keep[j] = t;
-            }
-    keep[nkeep] = -1;
-    unsigned int from = 3;
-    for (int i = 0; i <= nkeep; i++) {
-        unsigned int to = keep[i] < 0 ? ~0U : (unsigned int) keep[i] - 1;
-        if (keep[i] >= 0 && (unsigned int) keep[i] < from)
+    /* Every open descriptor from 3 up, from /proc/self/fd (close_range
+     * may be missing, and RLIMIT_NOFILE may be huge). */
+    int dir = open ("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        _exit (CAPSA_EXIT_FATAL);
+    DIR *d = fdopendir (dir);
+    if (d == NULL)
+        _exit (CAPSA_EXIT_FATAL);
+    struct strv fds = { 0 };
+    for (struct dirent *e = readdir (d); e; e = readdir (d))
+        if (e->d_name[0] != '.')
+            strv_push (&fds, e->d_name);
+    closedir (d);
+    for (size_t i = 0; i < fds.n; i++) {
+        long fd;
+        if (parse_long (fds.v[i], 3, INT32_MAX, &fd) < 0 || fd == dir)
             continue;
-        if (to >= from && close_range (from, to, 0) < 0 && to != ~0U)
-            for (unsigned int fd = from; fd <= to; fd++)
-                close ((int) fd);
-        if (keep[i] >= 0) {
-            fcntl (keep[i], F_SETFD, FD_CLOEXEC);
-            from = (unsigned int) keep[i] + 1;
-        }
+        if (kept (keep, nkeep, (int) fd))
+            fcntl ((int) fd, F_SETFD, FD_CLOEXEC);
+        else
+            close ((int) fd);
+    }
+    strv_free (&fds);
+}
+
+/* --key-fd must be an open pipe, --seccomp-fd an open sealed memfd: any
+ * other descriptor number (a closed one, which the starter's own files
+ * would reuse, or a file of the user's) is refused before anything is
+ * done with it. */
+static void
+check_passed_fds (const struct capsa_opts *o)
+{
+    struct stat st;
+    if (o->key_fd >= 0) {
+        if (fstat (o->key_fd, &st) < 0)
+            capsa_die ("--key-fd=%d: not an open descriptor", o->key_fd);
+        if (!S_ISFIFO (st.st_mode))
+            capsa_die ("--key-fd=%d: not a pipe", o->key_fd);
+    }
+    for (size_t i = 0; i < o->nseccomp_fds; i++) {
+        int fd = o->seccomp_fds[i];
+        const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+        if (fstat (fd, &st) < 0)
+            capsa_die ("--seccomp-fd=%d: not an open descriptor", fd);
+        int seals = fcntl (fd, F_GET_SEALS);
+        if (!S_ISREG (st.st_mode) || seals < 0 || (seals & need) != need)
+            capsa_die ("--seccomp-fd=%d: not a sealed memfd", fd);
+        if (fd == o->key_fd)
+            capsa_die ("--seccomp-fd=%d is also --key-fd", fd);
     }
 }
 
@@ -158,6 +198,7 @@ main (int argc, char **argv)
 
     if (capsa_opts_parse (&opts, argc - i, argv + i, &err) < 0)
         capsa_error_fatal (&err);
+    check_passed_fds (&opts);
 
     if (uid == 0)
         c.mode = MODE_ROOT;

@@ -1,0 +1,41 @@
+/* FUSE mounts served by the user's own servers.
+ *
+ * The container's child mounts /dev/fuse on a target in its private layer
+ * (a FUSE connection belongs to the user namespace that opens the device),
+ * then asks the monitor, over their socket, to start the server: the FUSE
+ * device and the file to serve travel as descriptors (SCM_RIGHTS).  The
+ * monitor, which by then is the user for good, forks the server outside the
+ * container's namespaces (joining only its user namespace in that mode),
+ * with a parent-death signal, and answers 'R' once it serves. */
+#ifndef CAPSA_FUSEBROKER_H
+#define CAPSA_FUSEBROKER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runtime/container.h"
+
+enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2 };
+
+struct capsa_fuse_request {
+    uint32_t server;
+    uint32_t unused;
+    uint64_t offset, size;
+};
+
+/* Child: mount /dev/fuse on TARGET (FLAGS: MS_RDONLY, MS_NOSUID, ...) and
+ * have SERVER serve FILEFD from OFFSET (SIZE bytes, 0: to the end). */
+int capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const char *fstype,
+                             enum capsa_fuse_server server, int filefd, uint64_t offset, uint64_t size,
+                             unsigned long flags, capsa_error_t *err);
+
+/* Monitor: the next request (1), end of stream (0: the child exec'd or
+ * died) or a malformed one (-1). */
+int capsa_fuse_recv_request (int sock, struct capsa_fuse_request *req, int fds[2]);
+
+/* Monitor: start the server REQ asks for, as the user; returns its pid.
+ * For the decrypting server, waits until it says the key opened the image. */
+pid_t capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req,
+                               int fusefd, int filefd, capsa_error_t *err);
+
+#endif

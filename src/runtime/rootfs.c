@@ -1,0 +1,702 @@
+/* The container's root, assembled by the child in its new mount namespace.
+ *
+ * The child acts as the user throughout (src/runtime/privs.h); root's
+ * identity comes back only inside the mount wrappers of mount.c, one
+ * syscall at a time, and for creating nodes in a fresh tmpfs of capsa's own.
+ *
+ *   stage    a tmpfs over PREFIX/libexec/capsa/mnt, owned by the user:
+ *            image/ (the image), upper/ + work/ (the overlay's private
+ *            layer, where every missing mount point is made), root/ (the
+ *            overlay), files/ (generated /etc/passwd and /etc/group)
+ *   root     overlay of image/ and upper/; /proc, /sys, /dev; the binds,
+ *            each on a mount point that must already exist: one that is
+ *            missing below a host directory bound earlier is an error,
+ *            never created there; then read-only and pivot_root. */
+#include "runtime/rootfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "runtime/container.h"
+#include "runtime/fusebroker.h"
+#include "runtime/mount.h"
+#include "runtime/privs.h"
+
+/* ------------------------------------------------------------------ */
+/* Shared with the build.                                              */
+/* ------------------------------------------------------------------ */
+
+static int
+target (int rootfd, const char *path, bool create, capsa_error_t *err)
+{
+    return create ? capsa_make_in_root (rootfd, path, NODE_DIR, err) : capsa_open_mountpoint (rootfd, path, NODE_DIR, err);
+}
+
+/* The hidepid=, subset= and gid= options of the host's /proc (the last,
+ * i.e. topmost, procfs mounted on /proc), as "hidepid=2,subset=pid", or
+ * NULL when it has none. */
+static char *
+host_proc_options (void)
+{
+    cleanup_fclose FILE *f = fopen ("/proc/self/mountinfo", "re");
+    char line[4096];
+    char *found = NULL;
+    while (f && fgets (line, sizeof (line), f)) {
+        char mnt[1024], fstype[64], super[1024];
+        char *sep = strstr (line, " - ");
+        if (sep == NULL || sscanf (line, "%*s %*s %*s %*s %1023s", mnt) != 1 || strcmp (mnt, "/proc") != 0
+            || sscanf (sep + 3, "%63s %*s %1023s", fstype, super) != 2 || strcmp (fstype, "proc") != 0)
+            continue;
+        char *keep = NULL, *save = NULL;
+        size_t len = 0;
+        for (char *o = strtok_r (super, ",", &save); o; o = strtok_r (NULL, ",", &save)) {
+            if (strncmp (o, "hidepid=", 8) != 0 && strncmp (o, "subset=", 7) != 0 && strncmp (o, "gid=", 4) != 0)
+                continue;
+            if (keep)
+                str_append (&keep, &len, ",");
+            str_append (&keep, &len, o);
+        }
+        free (found);
+        found = keep;
+    }
+    return found;
+}
+
+int
+capsa_rootfs_mount_proc (int rootfd, bool create, capsa_error_t *err)
+{
+    cleanup_close int t = target (rootfd, "/proc", create, err);
+    cleanup_free char *opts = host_proc_options ();
+    if (t < 0)
+        return -1;
+    if (opts)
+        debugf ("procfs with the host's options %s", opts);
+    return capsa_mount_fd ("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts, "/proc", err);
+}
+
+int
+capsa_rootfs_bind_proc (int rootfd, bool create, capsa_error_t *err)
+{
+    cleanup_close int t = target (rootfd, "/proc", create, err);
+    cleanup_close int s = open ("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (t < 0)
+        return -1;
+    if (s < 0)
+        return capsa_error_make (err, errno, "cannot open /proc");
+    return capsa_bind_fd (s, t, true, MS_NOSUID | MS_NODEV | MS_NOEXEC, "/proc", err);
+}
+
+int
+capsa_rootfs_mount_sys (int rootfd, bool fresh, bool create, capsa_error_t *err)
+{
+    const unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    cleanup_close int t = target (rootfd, "/sys", create, err);
+    if (t < 0)
+        return -1;
+    if (fresh)
+        return capsa_mount_fd ("sysfs", t, "sysfs", flags, NULL, "/sys", err);
+    cleanup_close int s = open ("/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (s < 0)
+        return capsa_error_make (err, errno, "cannot open /sys");
+    return capsa_bind_fd (s, t, true, flags, "/sys", err);
+}
+
+/* mknodat/symlinkat/mkdirat in DIRFD, a fresh tmpfs of capsa's own: with
+ * root's identity in setuid mode, where that tmpfs belongs to root. */
+static int
+make_node (int dirfd, const char *name, int kind, const char *linkto)
+{
+    capsa_privs_mount_begin ();
+    int r = kind == 'f' ? mknodat (dirfd, name, S_IFREG | 0644, 0)
+            : kind == 'd' ? mkdirat (dirfd, name, 0755)
+                          : symlinkat (linkto, dirfd, name);
+    int e = errno;
+    capsa_privs_mount_end ();
+    errno = e;
+    return r;
+}
+
+int
+capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_error_t *err)
+{
+    static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+    static const char *const links[][2] = {
+        { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" }, { "/proc/self/fd/1", "stdout" },
+        { "/proc/self/fd/2", "stderr" }, { "pts/ptmx", "ptmx" },
+    };
+    const bool optional = (flags & DEV_OPTIONAL) != 0;
+    char buf[64];
+    cleanup_close int t = target (rootfd, "/dev", (flags & DEV_CREATE) != 0, err);
+    if (t < 0)
+        return -1;
+    cleanup_free char *data = xasprintf ("mode=0755,size=%s", size);
+    if (capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data, "/dev", err) < 0)
+        return -1;
+    /* The descriptor of the mount point names the directory under it:
+     * look again to get the new tmpfs. */
+    cleanup_close int top = capsa_open_in_root (rootfd, "/dev", O_DIRECTORY);
+    cleanup_close int dev = top < 0 ? -1 : open (capsa_fd_path (top, buf, sizeof (buf)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dev < 0)
+        return capsa_error_make (err, errno, "cannot open the container's /dev");
+
+    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++) {
+        char host[32];
+        snprintf (host, sizeof (host), "/dev/%s", nodes[i]);
+        cleanup_close int s = open (host, O_PATH | O_CLOEXEC);
+        if (s < 0) {
+            if (optional)
+                continue;
+            return capsa_error_make (err, errno, "cannot open %s", host);
+        }
+        if (make_node (dev, nodes[i], 'f', NULL) < 0)
+            return capsa_error_make (err, errno, "cannot create /dev/%s", nodes[i]);
+        cleanup_close int n = openat (dev, nodes[i], O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (n < 0)
+            return capsa_error_make (err, errno, "cannot open /dev/%s", nodes[i]);
+        /* Device binds are the only mounts without nodev: they are the
+         * host's own harmless nodes, chosen here, not by the user. */
+        if (capsa_bind_fd (s, n, false, MS_NOSUID | MS_NOEXEC, host, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE (links); i++)
+        if (make_node (dev, links[i][1], 'l', links[i][0]) < 0)
+            return capsa_error_make (err, errno, "cannot create /dev/%s", links[i][1]);
+    if (make_node (dev, "pts", 'd', NULL) < 0 || make_node (dev, "shm", 'd', NULL) < 0)
+        return capsa_error_make (err, errno, "cannot create directories in /dev");
+    cleanup_close int pts = openat (dev, "pts", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
+    cleanup_close int shm = openat (dev, "shm", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
+    if (pts < 0 || shm < 0)
+        return capsa_error_make (err, errno, "cannot open /dev/pts");
+
+    /* devpts with gid= needs the tty group mapped; retry without.  (It
+     * cannot be nodev: its nodes are the terminals.) */
+    if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts", err) < 0) {
+        capsa_error_free (err);
+        if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666", "/dev/pts", err) < 0) {
+            if (!optional)
+                return -1;
+            capsa_error_free (err);
+        }
+    }
+    if (flags & DEV_SHM_HOST) {
+        /* The host's /dev/shm, as Apptainer does, so that shared-memory
+         * transports (MPI) work between containers of one job. */
+        cleanup_close int s = open ("/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (s < 0 || capsa_bind_fd (s, shm, true, MS_NOSUID | MS_NODEV, "/dev/shm", err) < 0) {
+            if (s < 0)
+                capsa_error_make (err, errno, "cannot open /dev/shm");
+            if (!optional)
+                return -1;
+            capsa_error_free (err);
+        }
+    } else if ((flags & DEV_SHM_PRIVATE)
+               && capsa_mount_fd ("tmpfs", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm", err) < 0) {
+        if (!optional)
+            return -1;
+        capsa_error_free (err);
+    }
+    /* Populated: nothing more may be created in it. */
+    if (flags & DEV_WRITABLE)
+        return 0;
+    return capsa_remount_fd (top, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "/dev", err);
+}
+
+int
+capsa_rootfs_pivot (int rootfd, capsa_error_t *err)
+{
+    if (fchdir (rootfd) < 0)
+        return capsa_error_make (err, errno, "cannot enter the container root");
+    capsa_privs_mount_begin ();
+    int r = (int) syscall (SYS_pivot_root, ".", ".");
+    int e = errno;
+    if (r == 0) {
+        r = umount2 (".", MNT_DETACH);
+        e = errno;
+    }
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "pivot_root");
+    if (chdir ("/") < 0)
+        return capsa_error_make (err, errno, "chdir /");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The container.                                                      */
+/* ------------------------------------------------------------------ */
+
+static int
+mkdir_at (int dirfd, const char *name, capsa_error_t *err)
+{
+    if (mkdirat (dirfd, name, 0755) < 0 && errno != EEXIST)
+        return capsa_error_make (err, errno, "cannot create staging directory %s", name);
+    return 0;
+}
+
+/* Attach the image file to a free loop device, read-only, limited to the
+ * squashfs, freed automatically when unmounted.  Returns the loop fd.
+ * /dev/loop-control and the loop devices are root's: root's identity for
+ * this step (the image itself was opened by the user). */
+static int
+loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, char *dev, size_t devlen,
+             capsa_error_t *err)
+{
+    int ret = -1;
+    capsa_privs_mount_begin ();
+    int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) {
+        capsa_error_make (err, errno, "cannot open /dev/loop-control");
+        goto out;
+    }
+    for (int attempt = 0; attempt < 16 && ret < 0; attempt++) {
+        int n = ioctl (ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) {
+            capsa_error_make (err, errno, "no free loop device");
+            break;
+        }
+        if (n >= c->conf->max_loop_devices) {
+            capsa_error_make (err, 0, "no free loop device below 'max loop devices = %ld'", c->conf->max_loop_devices);
+            break;
+        }
+        snprintf (dev, devlen, "/dev/loop%d", n);
+        int lfd = open (dev, O_RDONLY | O_CLOEXEC);
+        if (lfd < 0) {
+            capsa_error_make (err, errno, "cannot open %s", dev);
+            break;
+        }
+        struct loop_config cfg = {
+            .fd = (uint32_t) filefd,
+            .info = { .lo_offset = offset, .lo_sizelimit = size, .lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR },
+        };
+        if (ioctl (lfd, LOOP_CONFIGURE, &cfg) == 0) {
+            ret = lfd;
+            break;
+        }
+        int e = errno;
+        close (lfd);
+        if (e != EBUSY) {
+            capsa_error_make (err, e, "cannot set up %s", dev);
+            break;
+        }
+        if (attempt == 15)
+            capsa_error_make (err, EBUSY, "cannot find a free loop device");
+    }
+out:
+    if (ctl >= 0)
+        close (ctl);
+    capsa_privs_mount_end ();
+    return ret;
+}
+
+static int
+mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *err)
+{
+    cleanup_close int t = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    /* setuid bits in the image count only with --allow-setuid (root only). */
+    const unsigned long flags = MS_RDONLY | MS_NODEV | (c->opts->allow_setuid ? 0 : MS_NOSUID);
+
+    if (t < 0)
+        return capsa_error_make (err, errno, "cannot open staging directory");
+    if (c->image.kind == IMAGE_DIR)
+        return capsa_bind_fd (c->image.fd, t, true, flags, "the image directory", err);
+
+    int filefd = c->image.fd;
+    uint64_t offset = c->image.offset, size = c->image.size;
+    cleanup_close int plainfd = -1;
+    if (c->image.encrypted) {
+        /* The user's capsa-cryptfuse decrypts the LUKS2 container in
+         * memory and serves the squashfs as the file crypt/image. */
+        if (mkdir_at (stagefd, "crypt", err) < 0)
+            return -1;
+        cleanup_close int ct = openat (stagefd, "crypt", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (ct < 0
+            || capsa_fuse_mount_served (c, sock, ct, "fuse.capsa-cryptfuse", SERVER_CRYPT, c->image.fd, offset, size,
+                                        MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
+            return capsa_error_wrap (err, "encrypted image %s", c->image.path);
+        plainfd = openat (stagefd, "crypt/image", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (plainfd < 0)
+            return capsa_error_make (err, errno, "cannot open the decrypted image");
+        filefd = plainfd;
+        offset = 0;
+        size = 0;
+    }
+
+    if (!c->use_fuse) {
+        char dev[64];
+        cleanup_close int lfd = loop_attach (c, filefd, offset, size, dev, sizeof (dev), err);
+        if (lfd < 0)
+            return -1;
+        debugf ("image on %s (offset %llu, size %llu)", dev, (unsigned long long) offset, (unsigned long long) size);
+        return capsa_mount_fd (dev, t, "squashfs", flags, NULL, "the image's squashfs", err);
+    }
+    /* squashfuse_ll, run by the monitor as the user, parses the image. */
+    return capsa_fuse_mount_served (c, sock, t, "fuse.squashfuse", SERVER_SQUASHFS, filefd, offset, size, flags, err);
+}
+
+/* Where the directory DIRFD is, relative to the image's root whose own
+ * path is IMAGEPATH ("/a/b"), or NULL. */
+static char *
+path_in_image (int dirfd, const char *imagepath)
+{
+    char buf[64], real[4096];
+    ssize_t n = readlink (capsa_fd_path (dirfd, buf, sizeof (buf)), real, sizeof (real) - 1);
+    size_t l = strlen (imagepath);
+    if (n < 0)
+        return NULL;
+    real[n] = '\0';
+    if (strncmp (real, imagepath, l) != 0 || (real[l] != '/' && real[l] != '\0'))
+        return NULL;
+    return xstrdup (real[l] ? real + l : "/");
+}
+
+/* Make sure the mount point TARGET will exist in the overlay, of the right
+ * kind and not a symlink: when the image lacks it, create it in the upper
+ * layer, below the place its deepest existing parent really is in the
+ * image (a symlinked directory stays a symlink); when the image has a
+ * symlink or the wrong kind of node there, the upper layer's node shadows
+ * it.  Runs as the user, in the private upper layer only. */
+static int
+premake_one (int imagefd, const char *imagepath, int upperfd, const char *tgt, enum capsa_node kind, capsa_error_t *err)
+{
+    struct stat st;
+    cleanup_free char *path = xstrdup (tgt);
+    int fd = capsa_open_in_root (imagefd, path, O_NOFOLLOW);
+    if (fd >= 0) {
+        bool ok = fstat (fd, &st) == 0 && !S_ISLNK (st.st_mode) && (kind == NODE_DIR) == S_ISDIR (st.st_mode);
+        close (fd);
+        if (ok)
+            return 0;
+    }
+    /* The deepest parent that exists in the image, symlinks followed. */
+    size_t len = strlen (path);
+    while (len > 1 && path[len - 1] == '/')
+        path[--len] = '\0';
+    cleanup_free char *rest = NULL;
+    cleanup_free char *base = NULL;
+    for (char *slash = strrchr (path, '/'); slash != NULL; slash = strrchr (path, '/')) {
+        cleanup_free char *tail = xstrdup (slash + 1);
+        char *joined = rest ? xasprintf ("%s/%s", tail, rest) : xstrdup (tail);
+        free (rest);
+        rest = joined;
+        *slash = '\0';
+        cleanup_close int p = capsa_open_in_root (imagefd, path[0] ? path : "/", O_DIRECTORY);
+        if (p >= 0) {
+            base = path_in_image (p, imagepath);
+            break;
+        }
+    }
+    cleanup_free char *where = base ? xasprintf ("%s/%s", strcmp (base, "/") == 0 ? "" : base, rest)
+                                    : xstrdup (tgt);
+    fd = capsa_make_in_root (upperfd, where, kind, err);
+    if (fd < 0)
+        return -1;
+    close (fd);
+    return 0;
+}
+
+/* Every mount point the container needs, made in the overlay's upper layer
+ * before the overlay exists. */
+static int
+premake_targets (struct capsa_container *c, int stagefd, capsa_error_t *err)
+{
+    static const char *const dirs[] = { "/proc", "/sys", "/dev", "/tmp", "/var/tmp" };
+    cleanup_close int imagefd = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int upperfd = openat (stagefd, "upper", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_free char *imagepath = xasprintf ("%s/image", c->stage_dir);
+    if (imagefd < 0 || upperfd < 0)
+        return capsa_error_make (err, errno, "cannot open staging directory");
+    for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
+        if (premake_one (imagefd, imagepath, upperfd, dirs[i], NODE_DIR, err) < 0)
+            return -1;
+    if (premake_one (imagefd, imagepath, upperfd, "/etc/passwd", NODE_FILE, err) < 0
+        || premake_one (imagefd, imagepath, upperfd, "/etc/group", NODE_FILE, err) < 0
+        || premake_one (imagefd, imagepath, upperfd, c->home_dst, NODE_DIR, err) < 0)
+        return -1;
+    for (size_t i = 0; i < c->nbinds; i++)
+        if (premake_one (imagefd, imagepath, upperfd, c->binds[i].dst, c->binds[i].is_dir ? NODE_DIR : NODE_FILE, err) < 0)
+            return capsa_error_wrap (err, "%s %s", c->binds[i].what, c->binds[i].dst);
+    return 0;
+}
+
+/* ---- /etc/passwd and /etc/group -------------------------------------- */
+
+/* A small text file of the image, read as the user: the last component is
+ * not followed, it must be a regular file of at most 4 MiB.  NULL when it
+ * cannot be read (the generated file then has capsa's entries only). */
+static char *
+read_image_file (int rootfd, const char *path)
+{
+    char buf[64];
+    char *text = NULL;
+    capsa_error_t err = NULL;
+    struct stat st, st2;
+    cleanup_close int pfd = capsa_open_in_root (rootfd, path, O_NOFOLLOW);
+    if (pfd < 0 || fstat (pfd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size > (4 << 20))
+        return NULL;
+    cleanup_close int fd = open (capsa_fd_path (pfd, buf, sizeof (buf)), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat (fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
+        return NULL;
+    if (read_fd_all (fd, 4 << 20, &text, NULL, &err) < 0) {
+        capsa_error_free (&err);
+        return NULL;
+    }
+    return text;
+}
+
+struct etc_job {
+    struct capsa_container *c;
+    int rootfd, filesfd;
+};
+
+static int
+write_file_at (int dirfd, const char *name, const char *content, capsa_error_t *err)
+{
+    cleanup_close int fd = openat (dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 || write_all (fd, content, strlen (content)) < 0)
+        return capsa_error_make (err, errno, "cannot write %s", name);
+    return 0;
+}
+
+/* In a process that is the user for good (setuid mode): the image's
+ * files are parsed there, not where root can still be regained. */
+static int
+generate_etc (void *arg, capsa_error_t *err)
+{
+    struct etc_job *j = arg;
+    if (j->c->conf->config_passwd) {
+        cleanup_free char *image = read_image_file (j->rootfd, "/etc/passwd");
+        cleanup_free char *content = capsa_passwd_content (j->c, image);
+        if (write_file_at (j->filesfd, "passwd", content, err) < 0)
+            return -1;
+    }
+    if (j->c->conf->config_group) {
+        cleanup_free char *image = read_image_file (j->rootfd, "/etc/group");
+        cleanup_free char *content = capsa_group_content (j->c, image);
+        if (write_file_at (j->filesfd, "group", content, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+bind_generated (int filesfd, int rootfd, const char *name, const char *path, capsa_error_t *err)
+{
+    cleanup_close int src = openat (filesfd, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+    if (src < 0)
+        return capsa_error_make (err, errno, "cannot open the generated %s", path);
+    cleanup_close int dst = capsa_open_mountpoint (rootfd, path, NODE_FILE, err);
+    if (dst < 0)
+        return -1;
+    return capsa_bind_fd (src, dst, false, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, path, err);
+}
+
+static int
+setup_etc (struct capsa_container *c, int stagefd, int rootfd, capsa_error_t *err)
+{
+    cleanup_close int filesfd = openat (stagefd, "files", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (filesfd < 0)
+        return capsa_error_make (err, errno, "cannot open staging directory");
+    struct etc_job job = { .c = c, .rootfd = rootfd, .filesfd = filesfd };
+    if (capsa_run_as_user (c, generate_etc, &job, err) < 0)
+        return capsa_error_wrap (err, "/etc/passwd and /etc/group");
+    /* Root's files, as in any system (the user wrote them in the user's
+     * private stage; in a user namespace root is not mapped). */
+    if (c->mode == MODE_SETUID) {
+        capsa_privs_mount_begin ();
+        int r = (c->conf->config_passwd && fchownat (filesfd, "passwd", 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+                || (c->conf->config_group && fchownat (filesfd, "group", 0, 0, AT_SYMLINK_NOFOLLOW) < 0);
+        int e = errno;
+        capsa_privs_mount_end ();
+        if (r)
+            return capsa_error_make (err, e, "cannot give /etc/passwd to root");
+    }
+    if (c->conf->config_passwd && bind_generated (filesfd, rootfd, "passwd", "/etc/passwd", err) < 0)
+        return -1;
+    if (c->conf->config_group && bind_generated (filesfd, rootfd, "group", "/etc/group", err) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the rest ---------------------------------------------------------- */
+
+static int
+tmpfs_on (int rootfd, const char *path, const char *data, capsa_error_t *err)
+{
+    cleanup_close int t = capsa_open_mountpoint (rootfd, path, NODE_DIR, err);
+    if (t < 0)
+        return -1;
+    return capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, data, path, err);
+}
+
+/* Bring up "lo" in a new network namespace (--net --network none). */
+static int
+loopback_up (capsa_error_t *err)
+{
+    struct ifreq ifr;
+    cleanup_close int s = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return capsa_error_make (err, errno, "socket");
+    memset (&ifr, 0, sizeof (ifr));
+    strcpy (ifr.ifr_name, "lo");
+    if (ioctl (s, SIOCGIFFLAGS, &ifr) < 0)
+        return capsa_error_make (err, errno, "cannot read flags of lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    capsa_privs_mount_begin ();
+    int r = ioctl (s, SIOCSIFFLAGS, &ifr);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot bring up lo");
+    return 0;
+}
+
+/* The deepest mount made before bind number I whose destination holds
+ * DST, for the message about a missing mount point. */
+static const char *
+covering_mount (const struct capsa_container *c, size_t i, const char *dst)
+{
+    const char *best = NULL;
+    for (size_t k = 0; k < i; k++)
+        if (c->binds[k].is_dir && path_is_within (dst, c->binds[k].dst)
+            && (best == NULL || strlen (c->binds[k].dst) > strlen (best)))
+            best = c->binds[k].dst;
+    return best;
+}
+
+static int
+bind_all (struct capsa_container *c, int rootfd, capsa_error_t *err)
+{
+    for (size_t i = 0; i < c->nbinds; i++) {
+        struct capsa_host_path *b = &c->binds[i];
+        cleanup_close int t = capsa_open_mountpoint (rootfd, b->dst, b->is_dir ? NODE_DIR : NODE_FILE, err);
+        if (t < 0) {
+            const char *under = covering_mount (c, i, b->dst);
+            if (under == NULL)
+                return capsa_error_wrap (err, "%s", b->what);
+            capsa_error_free (err);
+            return capsa_error_make (err, 0,
+                                     "%s: the mount point %s does not exist in the container, and capsa does not "
+                                     "create it below %s, a directory of the host",
+                                     b->what, b->dst, under);
+        }
+        if (capsa_bind_fd (b->fd, t, true, MS_NOSUID | MS_NODEV | (b->ro ? MS_RDONLY : 0) | MS_REC, b->dst, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *err)
+{
+    const unsigned long rootflags = MS_NODEV | (c->opts->allow_setuid ? 0 : MS_NOSUID);
+    const bool userns = c->mode == MODE_USERNS;
+    struct capsa_opts *o = c->opts;
+
+    /* Nothing mounted from here on may propagate back to the host. */
+    capsa_privs_mount_begin ();
+    int r = mount (NULL, "/", NULL, MS_REC | MS_SLAVE, NULL);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot make / a slave mount");
+
+    /* The staging area: a private tmpfs, the user's own, over a root-owned
+     * directory of the installation, so no path the user controls is ever
+     * a mount target and everything below is made with the user's rights. */
+    cleanup_free char *stageopts = xasprintf ("mode=0700,uid=%u,gid=%u,size=16m", c->user.uid, c->user.gid);
+    capsa_privs_mount_begin ();
+    r = mount ("tmpfs", c->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, stageopts);
+    e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot mount the staging tmpfs on %s", c->stage_dir);
+    cleanup_close int stagefd = open (c->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (stagefd < 0)
+        return capsa_error_make (err, errno, "cannot open %s", c->stage_dir);
+    if (mkdir_at (stagefd, "image", err) < 0 || mkdir_at (stagefd, "upper", err) < 0 || mkdir_at (stagefd, "work", err) < 0
+        || mkdir_at (stagefd, "root", err) < 0 || mkdir_at (stagefd, "files", err) < 0)
+        return -1;
+
+    if (mount_image (c, sock, stagefd, err) < 0)
+        return -1;
+    if (premake_targets (c, stagefd, err) < 0)
+        return -1;
+
+    /* The root is an overlay with an in-memory upper layer holding the
+     * mount points the image lacks; it is made read-only before the
+     * command starts. */
+    cleanup_free char *ovl = xasprintf ("lowerdir=%s/image,upperdir=%s/upper,workdir=%s/work%s", c->stage_dir,
+                                        c->stage_dir, c->stage_dir, userns ? ",userxattr" : "");
+    cleanup_free char *rootpath = xasprintf ("%s/root", c->stage_dir);
+    capsa_privs_mount_begin ();
+    r = mount ("overlay", rootpath, "overlay", rootflags, ovl);
+    e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot mount the container's root overlay%s",
+                                 e == ENOTCONN ? " (the image's squashfs could not be read: is it valid?)" : "");
+    cleanup_close int rootfd = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (rootfd < 0)
+        return capsa_error_make (err, errno, "cannot open the container root");
+
+    /* /etc files first, before anything from the host is bound into /etc. */
+    if (setup_etc (c, stagefd, rootfd, err) < 0)
+        return -1;
+
+    if (c->conf->mount_proc) {
+        if ((o->pid_ns || !userns) ? capsa_rootfs_mount_proc (rootfd, false, err) < 0
+                                   : capsa_rootfs_bind_proc (rootfd, false, err) < 0)
+            return -1;
+    }
+    if (c->conf->mount_sys && capsa_rootfs_mount_sys (rootfd, o->net_ns || !userns, false, err) < 0)
+        return -1;
+    if (c->conf->mount_dev == MOUNT_DEV_YES && c->mode == MODE_ROOT) {
+        cleanup_close int s = open ("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        cleanup_close int t = capsa_open_mountpoint (rootfd, "/dev", NODE_DIR, err);
+        if (t < 0 || s < 0 || capsa_bind_fd (s, t, true, MS_NOSUID, "/dev", err) < 0)
+            return s < 0 ? capsa_error_make (err, errno, "cannot open /dev") : -1;
+    } else if (c->conf->mount_dev != MOUNT_DEV_NO
+               && capsa_rootfs_setup_dev (rootfd, o->contain ? DEV_SHM_PRIVATE : DEV_SHM_HOST, "1m", err) < 0) {
+        return -1;
+    }
+
+    if (o->contain) {
+        /* Contained: private, empty /tmp, /var/tmp and home. */
+        cleanup_free char *home = xasprintf ("mode=0700,uid=%u,gid=%u", c->user.uid, c->user.gid);
+        if (tmpfs_on (rootfd, "/tmp", "mode=1777", err) < 0 || tmpfs_on (rootfd, "/var/tmp", "mode=1777", err) < 0
+            || tmpfs_on (rootfd, c->home_dst, home, err) < 0)
+            return -1;
+    }
+    if (bind_all (c, rootfd, err) < 0)
+        return -1;
+
+    if (o->uts_ns && o->hostname) {
+        capsa_privs_mount_begin ();
+        r = sethostname (o->hostname, strlen (o->hostname));
+        e = errno;
+        capsa_privs_mount_end ();
+        if (r < 0)
+            return capsa_error_make (err, e, "cannot set the host name");
+    }
+    if (o->net_ns && loopback_up (err) < 0)
+        return -1;
+
+    /* Read-only root, then switch to it and forget the host's tree. */
+    cleanup_close int roottop = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (roottop < 0)
+        return capsa_error_make (err, errno, "cannot open the container root");
+    if (capsa_remount_fd (roottop, MS_RDONLY | rootflags, "the container root", err) < 0)
+        return -1;
+    return capsa_rootfs_pivot (roottop, err);
+}
