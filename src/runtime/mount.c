@@ -27,13 +27,6 @@ capsa_fd_path (int fd, char *buf, size_t len)
 static bool have_openat2 = true;
 static bool have_mount_setattr = true;
 
-void
-capsa_mount_force_fallbacks (bool no_openat2, bool no_mount_setattr)
-{
-    have_openat2 = !no_openat2;
-    have_mount_setattr = !no_mount_setattr;
-}
-
 /* Fallback for kernels without openat2: walk component by component and
  * refuse every symlink (but a last one with O_NOFOLLOW, which is opened as
  * itself).  Stricter than RESOLVE_IN_ROOT, never looser. */

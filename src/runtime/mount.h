@@ -56,7 +56,4 @@ int capsa_remount_fd (int targetfd, unsigned long flags, const char *what, capsa
 /* "/proc/self/fd/N" in BUF (at least 32 bytes). */
 const char *capsa_fd_path (int fd, char *buf, size_t len);
 
-/* For tests: behave as on a kernel without openat2 / mount_setattr. */
-void capsa_mount_force_fallbacks (bool no_openat2, bool no_mount_setattr);
-
 #endif
