@@ -84,18 +84,6 @@ proc_gone () {
     [ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
 }
 
-# child_of PARENT [NAME]: prints the pid of a child of PARENT (named NAME),
-# waiting up to 5 s for it to appear; prints nothing if none does.
-child_of () {
-    local c _
-    for _ in $(seq 50); do
-        if [ -n "${2:-}" ]; then c=$(pgrep -P "$1" -x "$2" | head -1); else c=$(pgrep -P "$1" | head -1); fi
-        [ -n "$c" ] && { echo "$c"; return 0; }
-        sleep 0.1
-    done
-    return 1
-}
-
 # No capsa mount may remain in the host's mount table after a run.
 no_leftover_mounts () {
     if grep -q capsa /proc/self/mountinfo; then
