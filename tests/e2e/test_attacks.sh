@@ -13,7 +13,6 @@
 U=$TUSER
 V=$TUSER2
 UID_U=$(id -u "$U")
-GID_U=$(id -g "$U")
 UHOME=$(getent passwd "$U" | cut -d: -f6)
 VHOME=$(getent passwd "$V" | cut -d: -f6)
 STARTER=$CAPSA_PREFIX/libexec/capsa/starter
@@ -32,11 +31,13 @@ SH=/var/tmp/capsa-att-$T-shared      # a shared 1777 directory used as an image
 VPRIV=$VHOME/capsa-att-$T            # the victim's 0700 directory with an image
 RACE=/tmp/capsa-att-$T-race
 EVIL=/var/tmp/capsa-att-$T-evil      # an image whose /tmp is a symlink to /etc
-BGPIDS=()
+BGPIDS=()   # processes this file started and has not ended yet
 
 cleanup () {
     local p
-    for p in "${BGPIDS[@]}"; do kill -9 "$p" 2> /dev/null; done
+    for p in "${BGPIDS[@]}"; do
+        case $(ps -o user= -p "$p" 2> /dev/null) in root | "$U" | "$V") kill -9 "$p" ;; esac
+    done
     cp "$WORK/conf.orig" "$CONF"
     rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" \
         "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
@@ -231,8 +232,10 @@ for _ in $(seq 50); do
     [ -n "$vpid" ] && break
     sleep 0.1
 done
+vmon=$([ -n "$vpid" ] && ps -o ppid= -p "$vpid" | tr -d ' ')
+grep -qs starter "/proc/$vmon/cmdline" || vmon=
 if [ -n "$vpid" ] && [ "$(cat "/proc/$vpid/root/secret.txt" 2> /dev/null)" = "V-RACE-SECRET-$T" ]; then
-    BGPIDS+=("$vpid")
+    BGPIDS+=("$vpid" ${vmon:+"$vmon"})
     run_user "cat $VPRIV/img/secret.txt /proc/$vpid/root/secret.txt"
     expect_nomatch "setup: $U cannot read the victim's container file outside" "V-RACE-SECRET" "$OUT"
     for mode in setuid userns; do
@@ -254,11 +257,9 @@ if [ -n "$vpid" ] && [ "$(cat "/proc/$vpid/root/secret.txt" 2> /dev/null)" = "V-
 else
     fail "(4) setup: the victim's container with the secret" "not found running (pid '$vpid')"
 fi
-if [ -n "$vpid" ]; then
-    vmon=$(ps -o ppid= -p "$vpid" | tr -d ' ')
-    kill -9 "$vpid" ${vmon:+"$vmon"} 2> /dev/null
-fi
+[ -n "$vpid" ] && kill -9 "$vpid" ${vmon:+"$vmon"} 2> /dev/null
 wait "$vbg" 2> /dev/null
+BGPIDS=()
 
 # --- (5) nothing replaces the container's root ---------------------------------
 as_user "$U" "mkdir -p $UD/fakeroot/bin && cp $IMG_DIR/bin/busybox $UD/fakeroot/bin/ && ln -s busybox $UD/fakeroot/bin/sh && ln -s busybox $UD/fakeroot/bin/cat && echo FAKEROOT-$T > $UD/fakeroot/marker"
@@ -332,6 +333,8 @@ for flag in "" --pid --userns "--userns --pid"; do
     if [ -z "$cmd" ] || [ -z "$mon" ] || ! grep -q starter "/proc/$mon/cmdline" 2> /dev/null; then
         fail "(7) kill -9 of the monitor [${flag:-setuid}]" "container or monitor not found (cmd '$cmd', monitor '$mon')"
         kill -9 "$bg" 2> /dev/null
+        wait "$bg" 2> /dev/null
+        BGPIDS=()
         continue
     fi
     BGPIDS+=("$cmd")
@@ -344,6 +347,7 @@ for flag in "" --pid --userns "--userns --pid"; do
     expect_eq "(7) kill -9 of the monitor: no container process after 1 s [${flag:-setuid}]" "yes" "$gone"
     proc_gone "$cmd" || kill -9 "$cmd"
     wait "$bg" 2> /dev/null
+    BGPIDS=()
 done
 
 # --- (8) descriptors named to the starter --------------------------------------
