@@ -46,13 +46,23 @@ CFLAGS   += -std=c17 $(OPTFLAGS) $(WARN) $(HARDEN) -fstack-protector-strong -fPI
 LDFLAGS  ?=
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SANLDFLAGS)
 
-LIB_SRC     := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c)
+# The setuid starter's own code, and all it may link: src/lib, the SIF
+# reader and the runtime (HACKING.md, SECURITY.md).  src/crypt, src/oci,
+# src/imgbuild and src/policy (the seccomp JSON compiler) are not in its
+# library, so a call from the runtime into them fails to link, and only the
+# libraries below are offered to the linker.  tests/e2e/test_starter_links.sh
+# checks the installed starter.
+STARTER_LIB_SRC := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
+STARTER_PKGS := libcap json-c
+STARTER_LIBS := $(shell pkg-config --libs $(STARTER_PKGS) 2>/dev/null)
+LIB_SRC     := $(STARTER_LIB_SRC) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
 CRYPTFUSE_SRC := $(wildcard src/cryptfuse/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILDDIR)/%.o)
+STARTER_LIB_OBJ := $(STARTER_LIB_SRC:%.c=$(BUILDDIR)/%.o)
 CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 # The light front end (bin/capsa): the commands that start containers and
 # read images, built with -DCAPSA_LIGHT; everything else is delegated to
@@ -69,6 +79,7 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 # out of an archive.
 SAN_OBJ  := $(BUILDDIR)/src/lib/sanitizer.o
 LIBCAPSA := $(BUILDDIR)/libcapsa.a
+LIBSTARTER := $(BUILDDIR)/libcapsa-starter.a
 CAPSA    := $(BUILDDIR)/capsa
 TOOLS    := $(BUILDDIR)/capsa-tools
 STARTER  := $(BUILDDIR)/capsa-starter
@@ -94,6 +105,10 @@ $(LIBCAPSA): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(LIBSTARTER): $(STARTER_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILDDIR)/light/%.o: %.c $(BUILDDIR)/config.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCAPSA_LIGHT -MMD -MP -c $< -o $@
@@ -104,8 +119,8 @@ $(CAPSA): $(LIGHT_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 $(TOOLS): $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS) $(OCI_LIBS)
 
-$(STARTER): $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA)
-	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+$(STARTER): $(STARTER_OBJ) $(SAN_OBJ) $(LIBSTARTER)
+	$(CC) $(LDFLAGS) -o $@ $(STARTER_OBJ) $(SAN_OBJ) $(LIBSTARTER) $(STARTER_LIBS)
 
 # The decrypting FUSE server of encrypted images: runs as the user, never
 # privileged (src/cryptfuse/main.c).

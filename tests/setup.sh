@@ -20,6 +20,11 @@ HELPERS=$(mktemp -d /tmp/capsa-helpers.XXXXXX)
 chmod 0755 "$HELPERS"
 cc -static -O1 -o "$HELPERS/showid" "$TOP/tests/helpers/showid.c" || return 1
 cc -shared -fPIC -o "$HELPERS/evil.so" "$TOP/tests/helpers/evil.c" || return 1
+# sysprobe also runs inside the busybox images: static.
+cc -static -O1 -Wall -Wextra -Werror -o "$HELPERS/sysprobe" "$TOP/tests/helpers/sysprobe.c" || return 1
+for h in nosys swap memfd; do
+    cc -O1 -Wall -Wextra -Werror -o "$HELPERS/$h" "$TOP/tests/helpers/$h.c" || return 1
+done
 export HELPERS
 
 # An image with iputils ping and no file capabilities on it: the busybox

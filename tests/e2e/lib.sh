@@ -11,11 +11,19 @@
 #   IMG_DIR        a small busybox directory image
 #   IMG_SQFS       the same tree as a bare squashfs file
 #   WORK           a scratch directory for this test file, removed afterwards
+#   HELPERS        tests/helpers/*.c compiled by tests/setup.sh
+#   CAPSA_TEST_TAG prefix of every check name ("[nosys] " when run.sh runs
+#                  the file again under tests/helpers/nosys); NOSYS=1 then
+#
+# A check that cannot run here is a skip (`skip NAME WHY`, a "SKIP" line),
+# never a pass.
 
 set -u
+NOSYS=${NOSYS:-0}
 
-pass () { echo "PASS $1" >> "$RESULTS"; echo "ok - $1"; }
-fail () { echo "FAIL $1: $2" >> "$RESULTS"; echo "not ok - $1: $2"; }
+pass () { echo "PASS ${CAPSA_TEST_TAG:-}$1" >> "$RESULTS"; echo "ok - ${CAPSA_TEST_TAG:-}$1"; }
+fail () { echo "FAIL ${CAPSA_TEST_TAG:-}$1: $2" >> "$RESULTS"; echo "not ok - ${CAPSA_TEST_TAG:-}$1: $2"; }
+skip () { echo "SKIP ${CAPSA_TEST_TAG:-}$1: $2" >> "$RESULTS"; echo "ok - ${CAPSA_TEST_TAG:-}$1 # SKIP $2"; }
 
 # check NAME COMMAND...: passes when COMMAND exits 0.
 check () {
@@ -33,8 +41,26 @@ expect_match () {
     if printf '%s\n' "$3" | grep -qE -- "$2"; then pass "$1"; else fail "$1" "expected /$2/ in [$(printf '%s' "$3" | head -c 600)]"; fi
 }
 
+# expect_nomatch NAME REGEX ACTUAL.  An absent string proves nothing when the
+# command failed before it could print it: check $RC (expect_rc) beside it.
 expect_nomatch () {
     if printf '%s\n' "$3" | grep -qE -- "$2"; then fail "$1" "unexpected /$2/ in [$(printf '%s' "$3" | head -c 600)]"; else pass "$1"; fi
+}
+
+# expect_rc NAME EXPECTED: the status of the last run/run_user, output shown
+# on failure.
+expect_rc () {
+    if [ "$RC" == "$2" ]; then pass "$1"; else fail "$1" "exit $RC, expected $2: $(printf '%s' "$OUT" | head -c 600)"; fi
+}
+
+# expect_absent NAME PATH...: none of the paths exists (not even as a
+# dangling symlink).
+expect_absent () {
+    local name=$1 p found=; shift
+    for p in "$@"; do
+        if [ -e "$p" ] || [ -L "$p" ]; then found+=" $(ls -ld "$p" 2>&1)"; fi
+    done
+    if [ -z "$found" ]; then pass "$name"; else fail "$name" "exists:$found"; fi
 }
 
 # Run a shell command line as the unprivileged test user, in a login-like
@@ -48,6 +74,15 @@ as_user () {
 # Run capsa and capture stdout+stderr in $OUT, status in $RC.
 run () { OUT=$("$@" 2>&1); RC=$?; }
 run_user () { OUT=$(as_user "$TUSER" "$@" 2>&1); RC=$?; }
+run_as () { local u=$1; shift; OUT=$(as_user "$u" "$@" 2>&1); RC=$?; }
+
+# proc_gone PID: the process has ended (a zombie counts as ended: whatever
+# PID 1 is here may not reap orphans).
+proc_gone () {
+    local st
+    st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 0
+    [ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
+}
 
 # No capsa mount may remain in the host's mount table after a run.
 no_leftover_mounts () {

@@ -1,0 +1,421 @@
+# Attacks on the setuid install (issue 12): an unprivileged user ($TUSER)
+# against another user ($TUSER2) or root, through the setuid starter and
+# again with --userns where the case applies.  Each attack asserts what can
+# be observed (exit status, the exact host paths it aimed at, new root-owned
+# entries in the directories it targeted, that no secret is printed) and
+# sits beside the legitimate use that must keep working.
+#
+# The targets are harmless if an attack succeeds (empty files in
+# directories made for this run, /etc/capsa-attack-probe-*), and everything
+# an attack may have made is removed at the end (trap), so that a failing
+# run leaves the machine usable.  The numbers are the findings of the issue.
+
+U=$TUSER
+V=$TUSER2
+UID_U=$(id -u "$U")
+UHOME=$(getent passwd "$U" | cut -d: -f6)
+VHOME=$(getent passwd "$V" | cut -d: -f6)
+STARTER=$CAPSA_PREFIX/libexec/capsa/starter
+CONF=$CAPSA_PREFIX/etc/capsa/capsa.conf
+cp "$CONF" "$WORK/conf.orig"
+
+T=${WORK##*.}                        # unique to this run
+UD=$UHOME/capsa-att-$T               # the attacker's own files
+RD=/var/tmp/capsa-att-$T-rootdir     # root's 0755 directory below the default /var/tmp bind
+X=/tmp/capsa-att-$T-x                # root's 0755 directory below the default /tmp bind
+ETCP=/etc/capsa-attack-probe-$T      # what -B /:/host would reach
+RPUB=/root/capsa-att-$T              # root's 0755 directory below 0700 /root
+VTMP=/tmp/capsa-att-$T-v             # the victim's 0700 directory in /tmp
+UTMP=/tmp/capsa-att-$T-u             # the attacker's 0700 directory in /tmp
+SH=/var/tmp/capsa-att-$T-shared      # a shared 1777 directory used as an image
+VPRIV=$VHOME/capsa-att-$T            # the victim's 0700 directory with an image
+RACE=/tmp/capsa-att-$T-race
+EVIL=/var/tmp/capsa-att-$T-evil      # an image whose /tmp is a symlink to /etc
+BGPIDS=()   # processes this file started and has not ended yet
+
+cleanup () {
+    local p
+    for p in "${BGPIDS[@]}"; do
+        case $(ps -o user= -p "$p" 2> /dev/null) in root | "$U" | "$V") kill -9 "$p" ;; esac
+    done
+    cp "$WORK/conf.orig" "$CONF"
+    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" \
+        "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
+}
+trap cleanup EXIT
+
+# cx MODE ARG...: capsa exec ARG... as root, as $U through the setuid
+# starter, or as $U with --userns; $OUT and $RC as for run.
+cx () {
+    local mode=$1; shift
+    case $mode in
+    root) run "$CAPSA" exec "$@" ;;
+    setuid) run_user "$CAPSA exec $(printf '%q ' "$@")" ;;
+    userns) run_user "$CAPSA exec --userns $(printf '%q ' "$@")" ;;
+    esac
+}
+
+# refused NAME TEXT [REGEX]: exit 255 and a FATAL line containing TEXT
+# (and matching the case-insensitive REGEX).  Messages name what is wrong
+# (HACKING.md), which tells this refusal from any failure; where the text
+# cannot tell, $NEIGHBOUR_FAILED (set when the legitimate neighbour, run
+# first, failed) does: a refusal from a capsa that runs nothing proves
+# nothing.
+NEIGHBOUR_FAILED=
+refused () {
+    if [ -n "$NEIGHBOUR_FAILED" ]; then
+        fail "$1" "the legitimate neighbour failed too, so this refusal proves nothing: $NEIGHBOUR_FAILED"
+    elif [ "$RC" = 255 ] && printf '%s\n' "$OUT" | grep '^FATAL:' | grep -qF -- "$2" \
+        && { [ -z "${3:-}" ] || printf '%s\n' "$OUT" | grep '^FATAL:' | grep -qiE -- "$3"; }; then
+        pass "$1"
+    else
+        fail "$1" "exit $RC, expected 255 and a FATAL line naming '$2${3:-}': $(printf '%s' "$OUT" | head -c 400)"
+    fi
+}
+
+# no_new_root_entries NAME STAMP DIR...: nothing owned by root in DIR (not
+# recursive) is newer than STAMP; each DIR must exist.
+no_new_root_entries () {
+    local name=$1 stamp=$2 d found=; shift 2
+    for d in "$@"; do
+        [ -d "$d" ] || { fail "$name" "$d does not exist"; return; }
+        found+=$(find "$d" -mindepth 1 -maxdepth 1 -user root -newer "$stamp" -printf ' %p')
+    done
+    if [ -z "$found" ]; then pass "$name"; else fail "$name" "new root-owned entries:$found"; fi
+}
+
+touch -d "@$(( $(date +%s) - 1 ))" "$WORK/stamp"
+mkdir -p "$RD" "$X" && chmod 0755 "$RD" "$X"
+as_user "$U" "mkdir -p $UD/own && echo own-file > $UD/own/file && : > $UD/own/existing && echo user-file > $UD/f"
+run_user "touch $RD/w $X/w $VHOME/w-$T /etc/w-$T"
+expect_eq "setup: $U cannot write the targeted directories" \
+    "$(printf 'touch: cannot touch %s: Permission denied\n' "'$RD/w'" "'$X/w'" "'$VHOME/w-$T'" "'/etc/w-$T'" | head -c -1)" "$OUT"
+
+# --- (0) the ENOSYS wrapper reaches the container's command ------------------
+# Under tests/helpers/nosys (run.sh's second pass) the filter must be
+# inherited through runuser, capsa and the setuid starter, else that pass
+# proves nothing.
+cx setuid -B "$HELPERS/sysprobe:/sysprobe" "$IMG_DIR" /sysprobe openat2 close_range mount_setattr
+if [ "$NOSYS" = 1 ]; then
+    expect_eq "the command in a setuid container runs under the ENOSYS filter" \
+        "$(printf 'openat2=ENOSYS\nclose_range=ENOSYS\nmount_setattr=ENOSYS')" "$OUT"
+else
+    expect_rc "sysprobe runs in a setuid container" 0
+    expect_nomatch "without the wrapper nothing is ENOSYS in a container" "ENOSYS" "$OUT"
+fi
+
+# --- (1) root-owned files and directories on the host ------------------------
+# A bind destination or --pwd missing below a host directory that is already
+# mounted must be refused, never created there as root.  Missing mount
+# points are made only in the container's own in-memory layer.
+HDIR=$(dirname "$VHOME") VNAME=$(basename "$VHOME")
+for mode in setuid userns; do
+    # Names differ per mode, so that what one run left cannot make the
+    # next one pass.
+    cx $mode -B "$RD:/mnt/ro" -B "$UD/f:/mnt/ro/created-$mode" "$IMG_DIR" true
+    refused "(1) -B ROOTDIR:/mnt/ro -B f:/mnt/ro/created: refused, names it [$mode]" "/mnt/ro/created-$mode"
+    expect_absent "(1) -B ROOTDIR:/mnt/ro -B f:/mnt/ro/created: nothing on the host [$mode]" "$RD/created-$mode"
+
+    cx $mode --pwd "$X/made-$mode/deeper" "$IMG_DIR" true
+    refused "(1) --pwd to a missing directory below the host's /tmp: refused, names it [$mode]" "$X/made-$mode/deeper"
+    expect_absent "(1) --pwd to a missing directory below the host's /tmp: nothing on the host [$mode]" "$X/made-$mode"
+
+    cx $mode --bind /etc/hostname:"$RD/evil-$mode" "$IMG_DIR" true
+    refused "(1) --bind /etc/hostname:/var/tmp/ROOTDIR/evil: refused, names it [$mode]" "$RD/evil-$mode"
+    expect_absent "(1) --bind /etc/hostname:/var/tmp/ROOTDIR/evil: nothing on the host [$mode]" "$RD/evil-$mode"
+
+    cx $mode -B "$HDIR:/h" -B "$UD/f:/h/$VNAME/planted-$T-$mode" "$IMG_DIR" true
+    refused "(1) -B /home:/h -B f:/h/VICTIM/planted: refused, names it [$mode]" "/h/$VNAME/planted-$T-$mode"
+    expect_absent "(1) -B /home:/h -B f:/h/VICTIM/planted: nothing in the victim's home [$mode]" "$VHOME/planted-$T-$mode"
+
+    cx $mode -B /:/host -B "$UD/f:/host$ETCP-$mode" "$IMG_DIR" true
+    refused "(1) -B /:/host -B f:/host/etc/PROBE: refused, names it [$mode]" "/host$ETCP-$mode"
+    expect_absent "(1) -B /:/host -B f:/host/etc/PROBE: nothing in /etc [$mode]" "$ETCP-$mode"
+
+    cx $mode -B /:/host --pwd "/host$ETCP-$mode.d/deeper" "$IMG_DIR" true
+    refused "(1) -B /:/host --pwd /host/etc/PROBE.d/deeper: refused, names it [$mode]" "/host$ETCP-$mode.d/deeper"
+    expect_absent "(1) -B /:/host --pwd /host/etc/PROBE.d/deeper: nothing in /etc [$mode]" "$ETCP-$mode.d"
+
+    # The neighbours: the user's own directory on new paths, and a bind
+    # onto something that exists below a bound directory.
+    cx $mode -B "$UD/own:/newdir" "$IMG_DIR" cat /newdir/file
+    expect_eq "(1) neighbour: the user's own directory bound to a new path [$mode]" "own-file" "$OUT"
+    cx $mode -B "$UD/own:/mnt/a/b/c" "$IMG_DIR" cat /mnt/a/b/c/file
+    expect_eq "(1) neighbour: ... to a new nested path [$mode]" "own-file" "$OUT"
+    cx $mode -B "$UD/own:/mnt/own" -B "$UD/f:/mnt/own/existing" "$IMG_DIR" cat /mnt/own/existing
+    expect_eq "(1) neighbour: a bind onto an existing file below a bound directory [$mode]" "user-file" "$OUT"
+    # The same rule below the user's own directory: refused, not created.
+    cx $mode -B "$UD/own:/mnt/own" -B "$UD/f:/mnt/own/new-$mode" "$IMG_DIR" true
+    refused "(1) a destination missing below the user's own bound directory: refused too [$mode]" "/mnt/own/new-$mode"
+    expect_absent "(1) ... and not created there [$mode]" "$UD/own/new-$mode"
+done
+no_new_root_entries "(1) no new root-owned entry in the targeted host directories" "$WORK/stamp" \
+    "$RD" "$X" "$VHOME" "$UD" "$UD/own"
+expect_eq "(1) the user's own directory holds only what they put there" "existing file" \
+    "$(ls "$UD/own" | paste -sd' ')"
+
+# --- (2) reading through directories the user cannot enter -------------------
+mkdir -p "$RPUB/pub" && chmod 0755 "$RPUB" "$RPUB/pub"
+echo "ROOT-PUB-SECRET-$T" > "$RPUB/pub/f" && chmod 0644 "$RPUB/pub/f"
+as_user "$V" "mkdir -p $VTMP/pub && echo V-PUB-SECRET-$T > $VTMP/pub/f && chmod 0644 $VTMP/pub/f && chmod 0755 $VTMP/pub && chmod 0700 $VTMP"
+as_user "$U" "mkdir -p $UTMP/sub && echo u-tmp-file > $UTMP/sub/file && chmod 0700 $UTMP"
+run_user "cat $RPUB/pub/f $VTMP/pub/f"
+expect_nomatch "setup: $U cannot read either secret outside" "SECRET-$T" "$OUT"
+for mode in setuid userns; do
+    cx $mode -B /:/host --pwd "/host$RPUB/pub" "$IMG_DIR" cat f
+    refused "(2) -B /:/host --pwd /host/root/x/pub: refused, names it [$mode]" "/host$RPUB/pub"
+    expect_nomatch "(2) -B /:/host --pwd /host/root/x/pub cat f: no secret [$mode]" "ROOT-PUB-SECRET" "$OUT"
+    cx $mode --pwd "$VTMP/pub" "$IMG_DIR" cat f
+    refused "(2) --pwd into the victim's 0755 dir below their 0700 dir in /tmp: refused, names it [$mode]" "$VTMP/pub"
+    expect_nomatch "(2) ... cat f: no secret [$mode]" "V-PUB-SECRET" "$OUT"
+    cx $mode --pwd "$UD/missing-$mode" "$IMG_DIR" true
+    refused "(2) --pwd to a missing directory: refused, names it [$mode]" "$UD/missing-$mode"
+    expect_absent "(2) --pwd to a missing directory: not created [$mode]" "$UD/missing-$mode"
+    # Neighbours: --pwd into the user's own directories.
+    cx $mode --pwd "$UD/own" "$IMG_DIR" sh -c 'pwd; cat file'
+    expect_eq "(2) neighbour: --pwd into the user's own directory [$mode]" "$UD/own
+own-file" "$OUT"
+    cx $mode --pwd "$UTMP/sub" "$IMG_DIR" cat file
+    expect_eq "(2) neighbour: --pwd into the user's own 0700 directory in /tmp [$mode]" "u-tmp-file" "$OUT"
+done
+
+# --- (3) the image's /etc/passwd and /etc/group are read as the user ----------
+# A shared 1777 directory is itself the image; the victim keeps a 0600 file
+# in it, the attacker points the image's etc/passwd (etc/group) at it.
+mkdir "$SH" && cp -a "$IMG_DIR/." "$SH/" && chown -R "$U:" "$SH" && chown root:root "$SH" && chmod 1777 "$SH"
+as_user "$V" "echo V-TICKET-$T > $SH/ticket && chmod 0600 $SH/ticket"
+as_user "$U" "rm -f $SH/etc/passwd && ln -s /ticket $SH/etc/passwd"
+run_user "cat $SH/ticket"
+expect_nomatch "setup: $U cannot read the victim's ticket outside" "V-TICKET" "$OUT"
+# Read as the user or not at all: the container runs, with the user's own
+# line, and never the secret.
+runs_with_user_line () {
+    if [ "$RC" = 0 ] && printf '%s\n' "$OUT" | grep -q "^$U:x:"; then
+        pass "$1"
+    else
+        fail "$1" "exit $RC: $(printf '%s' "$OUT" | head -c 400)"
+    fi
+}
+for mode in setuid userns; do
+    cx $mode "$SH" cat /etc/passwd
+    expect_nomatch "(3) etc/passwd -> the victim's 0600 file: not in /etc/passwd [$mode]" "V-TICKET" "$OUT"
+    runs_with_user_line "(3) etc/passwd -> the victim's file: the container runs, with the user's line [$mode]"
+done
+as_user "$U" "rm -f $SH/etc/passwd && cp $IMG_DIR/etc/passwd $SH/etc/passwd && rm -f $SH/etc/group && ln -s /ticket $SH/etc/group"
+for mode in setuid userns; do
+    cx $mode "$SH" cat /etc/group
+    expect_nomatch "(3) etc/group -> the victim's 0600 file: not in /etc/group [$mode]" "V-TICKET" "$OUT"
+    runs_with_user_line "(3) etc/group -> the victim's file: the container runs, with the user's line [$mode]"
+done
+# Neighbour: a normal etc/passwd and etc/group, even private to the user.
+as_user "$U" "rm -f $SH/etc/group && printf 'root:x:0:0:root:/root:/bin/sh\ncapsa-att-img:x:4242:4242::/:/bin/sh\n' > $SH/etc/passwd && printf 'root:x:0:\ncapsa-att-grp:x:4243:\n' > $SH/etc/group && chmod 0600 $SH/etc/passwd $SH/etc/group"
+for mode in setuid userns; do
+    cx $mode "$SH" sh -c "grep -c '^capsa-att-img:x:4242:' /etc/passwd; grep -c '^capsa-att-grp:x:4243:' /etc/group; grep -c '^$U:x:$UID_U:' /etc/passwd"
+    expect_eq "(3) neighbour: the image's own passwd and group entries, and the user's [$mode]" "1
+1
+1" "$OUT"
+done
+
+# --- (4) the race on the work directory ----------------------------------------
+# The victim runs a container whose image holds a file only reachable
+# through that container.  The attacker swaps a directory of theirs in /tmp
+# with a symlink to /proc/VICTIM/root while asking for --pwd into it.
+mkdir -p "$VPRIV" && cp -a "$IMG_DIR" "$VPRIV/img" && echo "V-RACE-SECRET-$T" > "$VPRIV/img/secret.txt"
+chmod 0644 "$VPRIV/img/secret.txt" && chown -R "$V:" "$VPRIV" && chmod 0700 "$VPRIV"
+vn=$(( 3000 + RANDOM % 6000 ))
+runuser -u "$V" -- env -i PATH=/usr/bin:/bin HOME="$VHOME" sh -c "cd / && exec $CAPSA exec $VPRIV/img sleep $vn" > /dev/null 2>&1 &
+vbg=$!
+BGPIDS+=("$vbg")
+vpid=
+for _ in $(seq 50); do
+    vpid=$(pgrep -u "$V" -f -x "(/bin/)?sleep $vn" | head -1)
+    [ -n "$vpid" ] && break
+    sleep 0.1
+done
+vmon=$([ -n "$vpid" ] && ps -o ppid= -p "$vpid" | tr -d ' ')
+grep -qs starter "/proc/$vmon/cmdline" || vmon=
+if [ -n "$vpid" ] && [ "$(cat "/proc/$vpid/root/secret.txt" 2> /dev/null)" = "V-RACE-SECRET-$T" ]; then
+    BGPIDS+=("$vpid" ${vmon:+"$vmon"})
+    run_user "cat $VPRIV/img/secret.txt /proc/$vpid/root/secret.txt"
+    expect_nomatch "setup: $U cannot read the victim's container file outside" "V-RACE-SECRET" "$OUT"
+    for mode in setuid userns; do
+        flag=$([ $mode = userns ] && echo --userns || true)
+        tries=40
+        [ $mode = userns ] && tries=20
+        rm -rf "$RACE"
+        run_user "mkdir $RACE && mkdir $RACE/d && echo mine > $RACE/d/mine && ln -s /proc/$vpid/root $RACE/d.alt &&
+            { $HELPERS/swap $RACE/d $RACE/d.alt & sp=\$!; } &&
+            w=0 && n=0 && for i in \$(seq $tries); do
+                n=\$((n + 1)); $CAPSA exec $flag --pwd $RACE/d $IMG_DIR cat secret.txt 2>&1 | grep -q V-RACE-SECRET && w=\$((w + 1));
+            done; { kill \$sp; wait \$sp; } 2> /dev/null; echo tries=\$n wins=\$w"
+        expect_eq "(4) --pwd into a directory swapped with /proc/VICTIM/root: 0 wins [$mode]" "tries=$tries wins=0" "$OUT"
+        # Neighbour: the same directory, left alone.
+        [ -L "$RACE/d" ] && mv -T "$RACE/d" "$RACE/d.tmp" && mv -T "$RACE/d.alt" "$RACE/d"
+        cx $mode --pwd "$RACE/d" "$IMG_DIR" cat mine
+        expect_eq "(4) neighbour: --pwd into that directory when nobody swaps it [$mode]" "mine" "$OUT"
+    done
+else
+    fail "(4) setup: the victim's container with the secret" "not found running (pid '$vpid')"
+fi
+[ -n "$vpid" ] && kill -9 "$vpid" ${vmon:+"$vmon"} 2> /dev/null
+wait "$vbg" 2> /dev/null
+BGPIDS=()
+
+# --- (5) nothing replaces the container's root ---------------------------------
+as_user "$U" "mkdir -p $UD/fakeroot/bin && cp $IMG_DIR/bin/busybox $UD/fakeroot/bin/ && ln -s busybox $UD/fakeroot/bin/sh && ln -s busybox $UD/fakeroot/bin/cat && echo FAKEROOT-$T > $UD/fakeroot/marker"
+for mode in root setuid userns; do
+    # The neighbour first: the same directory bound to /fr.
+    cx $mode -B "$UD/fakeroot:/fr" "$IMG_DIR" cat /fr/marker
+    expect_eq "(5) neighbour: the same directory bound to /fr [$mode]" "FAKEROOT-$T" "$OUT"
+    NEIGHBOUR_FAILED=$([ "$OUT" = "FAKEROOT-$T" ] || printf 'exit %s: %s' "$RC" "$(printf '%s' "$OUT" | head -c 200)")
+    for dst in / /. // /./; do
+        cx $mode -B "$UD/fakeroot:$dst" "$IMG_DIR" cat /marker
+        refused "(5) -B DIR:$dst: refused [$mode]" ""
+        expect_nomatch "(5) -B DIR:$dst: the directory is not the root [$mode]" "FAKEROOT" "$OUT"
+    done
+    cx $mode --home "$UD/fakeroot:/" "$IMG_DIR" cat /marker
+    refused "(5) --home DIR:/: refused [$mode]" ""
+    expect_nomatch "(5) --home DIR:/: the directory is not the root [$mode]" "FAKEROOT" "$OUT"
+done
+# It must not get round the administrator's limits either.
+sed -i 's/^allow container dir = yes/allow container dir = no/' "$CONF"
+cx setuid -B "$UD/fakeroot:/fr" "$IMG_SQFS" cat /fr/marker
+expect_eq "(5) neighbour: allow container dir = no, the directory bound to /fr of a squashfs image" "FAKEROOT-$T" "$OUT"
+NEIGHBOUR_FAILED=$([ "$OUT" = "FAKEROOT-$T" ] || printf 'exit %s: %s' "$RC" "$(printf '%s' "$OUT" | head -c 200)")
+cx setuid -B "$UD/fakeroot:/" "$IMG_SQFS" cat /marker
+refused "(5) allow container dir = no: -B DIR:/ over an allowed image refused" ""
+expect_nomatch "(5) allow container dir = no: the directory is not run" "FAKEROOT" "$OUT"
+cp "$WORK/conf.orig" "$CONF"
+NEIGHBOUR_FAILED=
+
+# --- (6) the host's hidepid= and subset= hold in the container -----------------
+# In a private mount namespace whose /proc is mounted hidepid=invisible, the
+# user sees only their own processes; so must their container (no --pid).
+cat > "$WORK/hp.sh" <<EOF
+echo "outside: pid1=\$(test -e /proc/1 && echo yes || echo no)"
+exec $CAPSA exec \$1 $IMG_DIR sh -c 'echo "uids=\$(for p in /proc/[0-9]*; do stat -c %u \$p 2> /dev/null; done | sort -u | paste -sd" ")"
+test -e /proc/1 && echo pid1=yes || echo pid1=no
+test -e /proc/\$\$ && echo self=yes || echo self=no
+test -e /proc/meminfo && echo meminfo=yes || echo meminfo=no'
+EOF
+chmod 0644 "$WORK/hp.sh"
+for opts in hidepid=invisible hidepid=invisible,subset=pid; do
+    meminfo=$([ "$opts" = hidepid=invisible ] && echo yes || echo no)
+    for mode in setuid userns; do
+        flag=$([ $mode = userns ] && echo --userns || true)
+        OUT=$(unshare -m --propagation private sh -c "mount -t proc -o $opts proc /proc && test -e /proc/1 &&
+            runuser -u $U -- env -i PATH=/usr/bin:/bin HOME=$UHOME sh $WORK/hp.sh '$flag'" 2>&1)
+        expect_match "(6) $opts: the setup hides PID 1 from $U outside [$mode]" "^outside: pid1=no$" "$OUT"
+        expect_eq "(6) $opts: the container sees only $U's processes, itself included [$mode]" \
+            "uids=$UID_U
+pid1=no
+self=yes
+meminfo=$meminfo" "$(printf '%s\n' "$OUT" | grep -v '^outside:')"
+    done
+done
+
+# --- (7) the container dies with its monitor -----------------------------------
+# capsa exec execs the starter, which becomes the monitor; the command is
+# its child.  kill -9 of the monitor must take the command with it.
+for flag in "" --pid --userns "--userns --pid"; do
+    n=$(( 3000 + RANDOM % 6000 ))
+    runuser -u "$U" -- env -i PATH=/usr/bin:/bin HOME="$UHOME" sh -c "cd / && exec $CAPSA exec $flag $IMG_DIR sleep $n" > /dev/null 2>&1 &
+    bg=$!
+    BGPIDS+=("$bg")
+    cmd=
+    for _ in $(seq 50); do
+        cmd=$(pgrep -u "$U" -f -x "(/bin/)?sleep $n" | head -1)
+        [ -n "$cmd" ] && ! proc_gone "$cmd" && break
+        cmd=
+        sleep 0.1
+    done
+    mon=$([ -n "$cmd" ] && ps -o ppid= -p "$cmd" | tr -d ' ')
+    if [ -z "$cmd" ] || [ -z "$mon" ] || ! grep -q starter "/proc/$mon/cmdline" 2> /dev/null; then
+        fail "(7) kill -9 of the monitor [${flag:-setuid}]" "container or monitor not found (cmd '$cmd', monitor '$mon')"
+        kill -9 "$bg" 2> /dev/null
+        wait "$bg" 2> /dev/null
+        BGPIDS=()
+        continue
+    fi
+    BGPIDS+=("$cmd")
+    kill -9 "$mon"
+    gone=no
+    for _ in $(seq 10); do
+        sleep 0.1
+        proc_gone "$cmd" && { gone=yes; break; }
+    done
+    expect_eq "(7) kill -9 of the monitor: no container process after 1 s [${flag:-setuid}]" "yes" "$gone"
+    proc_gone "$cmd" || kill -9 "$cmd"
+    wait "$bg" 2> /dev/null
+    BGPIDS=()
+done
+
+# --- (8) descriptors named to the starter --------------------------------------
+# Called directly, as the user: --key-fd must be an open pipe, --seccomp-fd
+# an open, sealed memfd.
+printf '\006\000\000\000\000\000\377\177' > "$WORK/allow.bpf"    # BPF: return SECCOMP_RET_ALLOW
+chmod 0644 "$WORK/allow.bpf"
+for flag in "" --userns; do
+    m=${flag:-setuid}
+    run_user "$HELPERS/memfd -s 3 $WORK/allow.bpf $STARTER exec $flag --seccomp-fd=3 $IMG_DIR /bin/echo ran"
+    expect_eq "(8) neighbour: --seccomp-fd=3 on a sealed memfd runs [$m]" "ran" "$OUT"
+    NEIGHBOUR_FAILED=$([ "$OUT" = ran ] || printf 'exit %s: %s' "$RC" "$(printf '%s' "$OUT" | head -c 200)")
+    run_user "$STARTER exec $flag --key-fd=3 $IMG_DIR /bin/sh -c 'ls / \$HOME' 3<&-"
+    refused "(8) --key-fd=3 with descriptor 3 closed: refused [$m]" "" "key"
+    expect_nomatch "(8) --key-fd=3 closed: the staging directory is not shown [$m]" "^upper$" "$OUT"
+    run_user "$STARTER exec $flag --key-fd=3 $IMG_DIR /bin/true 3< /etc/hostname"
+    refused "(8) --key-fd=3 on a regular file: refused [$m]" "" "key"
+    run_user "$STARTER exec $flag --seccomp-fd=3 $IMG_DIR /bin/echo ran 3<&-"
+    refused "(8) --seccomp-fd=3 with descriptor 3 closed: refused [$m]" "" "seccomp"
+    run_user "$STARTER exec $flag --seccomp-fd=3 $IMG_DIR /bin/echo ran 3< $WORK/allow.bpf"
+    refused "(8) --seccomp-fd=3 on a regular file holding a filter: refused [$m]" "" "seccomp"
+    run_user "$HELPERS/memfd 3 $WORK/allow.bpf $STARTER exec $flag --seccomp-fd=3 $IMG_DIR /bin/echo ran"
+    refused "(8) --seccomp-fd=3 on an unsealed memfd: refused [$m]" "" "seccomp"
+done
+NEIGHBOUR_FAILED=
+
+# --- (9) the minimal /dev ----------------------------------------------------------
+# A tmpfs mounted nosuid,nodev,noexec and read-only once populated; the
+# device nodes bound into it stay usable; devpts (which cannot be nodev)
+# nosuid,noexec.
+DEVSCRIPT='
+flags () { awk -v m="$1" '"'"'$5 == m { print $6 }'"'"' /proc/self/mountinfo | tr , "\n" | grep -xE "ro|nosuid|nodev|noexec" | sort | paste -sd" "; }
+echo "dev=$(flags /dev)"
+echo "pts=$(flags /dev/pts)"
+echo x > /dev/null && echo null=ok
+echo "zero=$(head -c 4 /dev/zero | wc -c) urandom=$(head -c 4 /dev/urandom | wc -c) random=$(head -c 4 /dev/random | wc -c)"
+(echo x > /dev/full) 2>&1 | grep -q "No space" && echo full=ENOSPC
+test -c /dev/tty && echo tty=chr
+touch /dev/capsa-x 2> /dev/null && echo dev=writable || echo dev=not-writable'
+for mode in root setuid userns; do
+    cx $mode "$IMG_DIR" sh -c "$DEVSCRIPT"
+    expect_eq "(9) /dev: ro,nosuid,nodev,noexec tmpfs, devpts nosuid,noexec, device nodes work [$mode]" "dev=nodev noexec nosuid ro
+pts=noexec nosuid
+null=ok
+zero=4 urandom=4 random=4
+full=ENOSPC
+tty=chr
+dev=not-writable" "$OUT"
+done
+
+# --- (9) an image symlink at a mount point is not followed ----------------------
+# The image's /tmp is a symlink to /etc: the host's /tmp must not be bound
+# over the image's /etc (nor a bind below /etc land in the host's /tmp).
+cp -a "$IMG_DIR" "$EVIL" && rm -rf "$EVIL/tmp" && ln -s /etc "$EVIL/tmp" && echo "image-etc-$T" > "$EVIL/etc/capsa-att-img"
+chmod -R a+rX "$EVIL"
+touch "/tmp/capsa-att-$T-hostmark"
+# What a vulnerable runtime creates in the host's /tmp for the
+# administrator's binds below /etc: removed afterwards if it was not there.
+absent_before=$(for f in hosts localtime resolv.conf; do [ -e "/tmp/$f" ] || echo "/tmp/$f"; done)
+for mode in setuid userns; do
+    cx $mode -B "$UD/f:/etc/capsa-att-$T-probe-$mode" "$EVIL" sh -c "cat /etc/capsa-att-img; ls /etc/capsa-att-$T-hostmark 2>&1"
+    expect_eq "(9) image /tmp -> /etc: its /etc stays the image's [$mode]" "image-etc-$T
+ls: /etc/capsa-att-$T-hostmark: No such file or directory" "$OUT"
+    expect_absent "(9) image /tmp -> /etc: a bind below /etc creates nothing in the host's /tmp [$mode]" \
+        "/tmp/capsa-att-$T-probe-$mode"
+done
+for f in $absent_before; do
+    [ -f "$f" ] && [ ! -s "$f" ] && [ "$(stat -c %u "$f")" = 0 ] && rm -f "$f"
+done
+
+no_leftover_mounts "no capsa mount left after the attacks"
