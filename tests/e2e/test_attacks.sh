@@ -402,6 +402,16 @@ tty=chr
 dev=not-writable" "$OUT"
 done
 
+# --- (9) securebits as SECURITY.md says: NOROOT and NO_SETUID_FIXUP locked,
+# no ambient raise (locked), keep-caps not locked: 0xcb, in both user modes;
+# root keeps its own (0).
+sb=$WORK/sb-image
+cp -a "$IMG_DIR" "$sb" && cp "$HELPERS/securebits" "$sb/bin/securebits"
+for mode in root setuid userns; do
+    cx $mode "$sb" /bin/securebits
+    expect_eq "(9) securebits [$mode]" "securebits=$([ $mode = root ] && echo 0x0 || echo 0xcb)" "$OUT"
+done
+
 # --- (9) an image symlink at a mount point is not followed ----------------------
 # The image's /tmp is a symlink to /etc: the host's /tmp must not be bound
 # over the image's /etc (nor a bind below /etc land in the host's /tmp).
