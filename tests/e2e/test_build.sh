@@ -87,6 +87,8 @@ rm -rf "$uhome/u.sif" "$uhome/usb"
 run_user "$CAPSA build \$HOME/u.sif $IMG_DIR && $CAPSA exec \$HOME/u.sif echo user-built"
 expect_eq "a user builds a SIF from a directory" "user-built" "$(printf '%s\n' "$OUT" | tail -1)"
 run unsquashfs -lln -o "$(part_offset "$uhome/u.sif")" "$uhome/u.sif"
+expect_eq "a user's image: unsquashfs lists it" "0" "$RC"
+expect_match "a user's image: files listed" "squashfs-root/bin/busybox" "$OUT"
 expect_nomatch "a user's image: every file owned by root" "^[^ ]+ [1-9][0-9]*/" "$(printf '%s\n' "$OUT" | grep squashfs-root)"
 run_user "$CAPSA build --sandbox \$HOME/usb $BB && test -x \$HOME/usb/bin/busybox && echo ok"
 expect_eq "a user builds a sandbox from a SIF" "ok" "$(printf '%s\n' "$OUT" | tail -1)"
@@ -311,12 +313,14 @@ From: $BB
 EOF
 run env CAPSA_ENCRYPTION_PASSPHRASE=do-not-leak APPTAINER_ENCRYPTION_PASSPHRASE=do-not-leak "$CAPSA" build "$B/envleak.sif" "$B/envleak.def"
 run "$CAPSA" exec "$B/envleak.sif" cat /setup-env
+expect_eq "the %setup environment was recorded" "0" "$RC"
 expect_nomatch "encryption variables are not passed to %setup" "do-not-leak" "$OUT"
 expect_match "(and %setup did see its environment)" "^APPTAINER_ROOTFS=" "$OUT"
 
 # ---------------------------------------------------------------- progress
 
 run "$CAPSA" build "$B/p1.sif" "$IMG_DIR"
+expect_eq "not a terminal: the build succeeds" "0" "$RC"
 expect_nomatch "not a terminal: no progress drawing" $'\r' "$OUT"
 run "$CAPSA" -q build "$B/p2.sif" "$IMG_DIR"
 expect_eq "-q: silent" "0:" "$RC:$OUT"
