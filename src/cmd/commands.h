@@ -17,7 +17,6 @@ int cmd_registry (int argc, char **argv); /* src/cmd/registry.c */
 int cmd_capability (int argc, char **argv); /* capability, caps: src/cmd/capability.c */
 int cmd_version (int argc, char **argv);  /* src/cmd/main.c */
 int cmd_help (int argc, char **argv);     /* src/cmd/main.c */
-int cmd_seccomp_compile (int argc, char **argv); /* hidden, for the starter: src/cmd/seccompc.c */
 
 /* The command line as main() received it (for handing it on). */
 extern char **capsa_main_argv;

@@ -24,9 +24,6 @@ static const struct command commands[] = {
     { "encrypt", cmd_encrypt },
     { "push", cmd_push },     { "pull", cmd_pull },       { "cache", cmd_cache },
     { "registry", cmd_registry },
-#ifndef CAPSA_LIGHT
-    { "seccomp-compile", cmd_seccomp_compile },
-#endif
 };
 
 int

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,6 +53,12 @@ capsa_image_open_with (struct capsa_image *img, const char *path, capsa_sif_loca
 
     img->path = xstrdup (path);
     if (S_ISDIR (st.st_mode)) {
+        /* The caller must be able to list and enter it: the container's
+         * root shows what is in it, whoever mounts it. */
+        char self[64];
+        snprintf (self, sizeof (self), "/proc/self/fd/%d", fd);
+        if (faccessat (AT_FDCWD, self, R_OK | X_OK, AT_EACCESS) < 0)
+            return capsa_error_make (err, errno, "image %s", path);
         img->kind = IMAGE_DIR;
         img->fd = steal_fd (&fd);
         return 0;

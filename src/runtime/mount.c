@@ -271,61 +271,115 @@ unescape (char *s)
     *o = '\0';
 }
 
+/* The mounts of the tree whose top is mount TOP, from /proc/self/mountinfo:
+ * ids, mount points (unescaped) and per-mount options, in *IDS, *PATHS and
+ * *OPTS (NULL-terminated lists).  -1 when mountinfo cannot be read. */
+static int
+tree_mounts (long top, long **ids, struct strv *paths, struct strv *opts, size_t *n)
+{
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    for (bool grew = true; grew;) {
+        grew = false;
+        cleanup_fclose FILE *mi = fopen ("/proc/self/mountinfo", "re");
+        if (mi == NULL)
+            return -1;
+        while (getline (&line, &cap, mi) > 0) {
+            long id, parent;
+            int off = 0;
+            if (sscanf (line, "%ld %ld %*s %*s %n", &id, &parent, &off) != 2 || off == 0)
+                continue;
+            bool known = false, under = id == top;
+            for (size_t k = 0; k < *n; k++) {
+                known |= (*ids)[k] == id;
+                under |= (*ids)[k] == parent;
+            }
+            if (known || !under)
+                continue;
+            /* Fields 5 and 6: mount point, per-mount options. */
+            char *mp = line + off, *sp = strchr (mp, ' ');
+            if (sp == NULL)
+                continue;
+            *sp = '\0';
+            char *mo = sp + 1, *sp2 = strchr (mo, ' ');
+            if (sp2)
+                *sp2 = '\0';
+            unescape (mp);
+            *ids = xrealloc (*ids, (*n + 1) * sizeof (long));
+            (*ids)[(*n)++] = id;
+            strv_push (paths, mp);
+            strv_push (opts, mo);
+            grew = true;
+        }
+        if (ferror (mi))
+            return -1;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+static bool
+has_option (const char *opts, const char *name)
+{
+    size_t l = strlen (name);
+    for (const char *p = opts; (p = strstr (p, name)) != NULL; p += l)
+        if ((p == opts || p[-1] == ',') && (p[l] == ',' || p[l] == '\0' || p[l] == '\n'))
+            return true;
+    return false;
+}
+
 /* Without mount_setattr, a recursive bind gets FLAGS on its top mount and
- * on every mount below it: walk /proc/self/mountinfo from the top mount's id
- * and remount each descendant by its path. */
+ * on every mount below it: each is remounted by its path from mountinfo,
+ * then mountinfo is read again and every mount of the tree must show the
+ * flags.  A mount that is hidden under another one at the same place (the
+ * path reaches only the top one), or a path that led elsewhere meanwhile,
+ * leaves one without them: refused, fail closed. */
 static int
 remount_tree_legacy (int treefd, unsigned long flags)
 {
-    char buf[64], line[8192];
+    char buf[64];
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
     long top = -1;
     snprintf (buf, sizeof (buf), "/proc/self/fdinfo/%d", treefd);
     cleanup_fclose FILE *fi = fopen (buf, "re");
-    while (fi && fgets (line, sizeof (line), fi))
+    while (fi && getline (&line, &cap, fi) > 0)
         if (sscanf (line, "mnt_id: %ld", &top) == 1)
             break;
     if (top < 0) {
         errno = ENOTSUP;
         return -1;
     }
-    if (remount_legacy (capsa_fd_path (treefd, buf, sizeof (buf)), flags) < 0)
-        return -1;
-
-    /* Ids of the tree, grown until no new child is found. */
-    long *ids = xmalloc (sizeof (long));
-    size_t nids = 1;
-    ids[0] = top;
-    for (bool grew = true; grew;) {
-        grew = false;
-        cleanup_fclose FILE *mi = fopen ("/proc/self/mountinfo", "re");
-        if (mi == NULL) {
-            free (ids);
-            return -1;
-        }
-        while (fgets (line, sizeof (line), mi)) {
-            long id, parent;
-            char path[4096];
-            if (sscanf (line, "%ld %ld %*s %*s %4095s", &id, &parent, path) != 3)
-                continue;
-            bool known = false, under = false;
-            for (size_t k = 0; k < nids; k++) {
-                known |= ids[k] == id;
-                under |= ids[k] == parent;
-            }
-            if (known || !under)
-                continue;
-            unescape (path);
-            if (remount_legacy (path, flags) < 0) {
-                free (ids);
-                return -1;
-            }
-            ids = xrealloc (ids, (nids + 1) * sizeof (long));
-            ids[nids++] = id;
-            grew = true;
-        }
-    }
+    long *ids = NULL;
+    struct strv paths = { 0 }, opts = { 0 };
+    size_t n = 0;
+    int ret = -1;
+    if (tree_mounts (top, &ids, &paths, &opts, &n) < 0)
+        goto out;
+    for (size_t k = 0; k < n; k++)
+        if (remount_legacy (ids[k] == top ? capsa_fd_path (treefd, buf, sizeof (buf)) : paths.v[k], flags) < 0)
+            goto out;
     free (ids);
-    return 0;
+    strv_free (&paths);
+    strv_free (&opts);
+    if (tree_mounts (top, &ids, &paths, &opts, &n) < 0)
+        goto out;
+    static const struct { unsigned long flag; const char *name; } names[] = {
+        { MS_RDONLY, "ro" }, { MS_NOSUID, "nosuid" }, { MS_NODEV, "nodev" }, { MS_NOEXEC, "noexec" },
+    };
+    for (size_t k = 0; k < n; k++)
+        for (size_t f = 0; f < ARRAY_SIZE (names); f++)
+            if ((flags & names[f].flag) && !has_option (opts.v[k], names[f].name)) {
+                errno = EPERM;
+                goto out;
+            }
+    ret = 0;
+out:
+    free (ids);
+    strv_free (&paths);
+    strv_free (&opts);
+    return ret;
 }
 
 int
@@ -346,6 +400,11 @@ capsa_remount_fd (int targetfd, unsigned long flags, const char *what, capsa_err
         r = (flags & MS_REC) ? remount_tree_legacy (targetfd, flags)
                              : remount_legacy (capsa_fd_path (targetfd, buf, sizeof (buf)), flags);
         e = errno;
+        if (r < 0 && (flags & MS_REC) && e == EPERM)
+            return capsa_error_make (err, 0,
+                                     "cannot apply the mount flags to every mount below %s on this kernel (no "
+                                     "mount_setattr): a mount there is hidden by another or moved",
+                                     what);
     }
     if (r < 0)
         return capsa_error_make (err, e, "cannot change mount flags of %s", what);

@@ -119,24 +119,44 @@ locate_as_user (void *data, int fd, const char *path, struct capsa_image *img, c
     return r;
 }
 
-/* Does PATH name the root of the container ("/", "//", "/.", "/a/..")? */
-static bool
-is_root_path (const char *path)
+/* PATH made lexical and absolute, as Apptainer's filepath.Clean: no
+ * empty, "." or ".." components ("/a/../b//c/." is "/b/c"; ".." above the
+ * root stays at the root).  New string. */
+static char *
+clean_path (const char *path)
 {
     cleanup_free char *copy = xstrdup (path);
-    char *save = NULL;
-    int depth = 0;
+    char **parts = xcalloc (strlen (path) / 2 + 2, sizeof (char *));
+    size_t n = 0, len = 0;
+    char *save = NULL, *out = NULL;
     for (char *c = strtok_r (copy, "/", &save); c; c = strtok_r (NULL, "/", &save)) {
         if (strcmp (c, ".") == 0)
             continue;
         if (strcmp (c, "..") == 0) {
-            if (depth > 0)
-                depth--;
+            if (n > 0)
+                n--;
             continue;
         }
-        depth++;
+        parts[n++] = c;
     }
-    return depth == 0;
+    str_append (&out, &len, "/");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            str_append (&out, &len, "/");
+        str_append (&out, &len, parts[i]);
+    }
+    free (parts);
+    return out;
+}
+
+/* Does PATH name the root of the container ("/", "//", "/.", "/a/..")?
+ * (Only as text: a symlink to "/" is caught where the mount point is
+ * opened, by what it is: rootfs.c.) */
+static bool
+is_root_path (const char *path)
+{
+    cleanup_free char *clean = clean_path (path);
+    return strcmp (clean, "/") == 0;
 }
 
 static int
@@ -165,7 +185,7 @@ add_host_path (struct capsa_container *c, const char *src, const char *dst, bool
     }
     c->binds = xrealloc (c->binds, (c->nbinds + 1) * sizeof (*c->binds));
     c->binds[c->nbinds++] = (struct capsa_host_path) {
-        .fd = fd, .is_dir = S_ISDIR (st.st_mode), .dst = xstrdup (dst), .ro = ro, .what = what,
+        .fd = fd, .is_dir = S_ISDIR (st.st_mode), .dst = clean_path (dst), .ro = ro, .what = what,
     };
     return 0;
 }
@@ -194,7 +214,7 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
               c->use_fuse ? ", mounted with FUSE" : "");
 
     /* $HOME. */
-    c->home_dst = xstrdup (o->home_dst ? o->home_dst : c->user.home);
+    c->home_dst = clean_path (o->home_dst ? o->home_dst : c->user.home);
     if (is_root_path (c->home_dst))
         return capsa_error_make (err, 0, "home directory %s: the container's root cannot be the home directory",
                                  c->home_dst);

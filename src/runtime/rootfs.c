@@ -44,15 +44,19 @@ target (int rootfd, const char *path, bool create, capsa_error_t *err)
 }
 
 /* The hidepid=, subset= and gid= options of the host's /proc (the last,
- * i.e. topmost, procfs mounted on /proc), as "hidepid=2,subset=pid", or
- * NULL when it has none. */
-static char *
-host_proc_options (void)
+ * i.e. topmost, procfs mounted on /proc), as "hidepid=2,subset=pid" in
+ * *OUT, or NULL when it has none.  Fails (closed) when they cannot be
+ * read: a procfs without them could show more than the host does. */
+static int
+host_proc_options (char **out, capsa_error_t *err)
 {
     cleanup_fclose FILE *f = fopen ("/proc/self/mountinfo", "re");
-    char line[4096];
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
     char *found = NULL;
-    while (f && fgets (line, sizeof (line), f)) {
+    if (f == NULL)
+        return capsa_error_make (err, errno, "cannot read /proc/self/mountinfo for the options of /proc");
+    while (getline (&line, &cap, f) > 0) {
         char mnt[1024], fstype[64], super[1024];
         char *sep = strstr (line, " - ");
         if (sep == NULL || sscanf (line, "%*s %*s %*s %*s %1023s", mnt) != 1 || strcmp (mnt, "/proc") != 0
@@ -70,14 +74,21 @@ host_proc_options (void)
         free (found);
         found = keep;
     }
-    return found;
+    if (ferror (f)) {
+        free (found);
+        return capsa_error_make (err, EIO, "cannot read /proc/self/mountinfo for the options of /proc");
+    }
+    *out = found;
+    return 0;
 }
 
 int
 capsa_rootfs_mount_proc (int rootfd, bool create, capsa_error_t *err)
 {
+    cleanup_free char *opts = NULL;
+    if (host_proc_options (&opts, err) < 0)
+        return -1;
     cleanup_close int t = target (rootfd, "/proc", create, err);
-    cleanup_free char *opts = host_proc_options ();
     if (t < 0)
         return -1;
     if (opts)
@@ -360,28 +371,130 @@ path_in_image (int dirfd, const char *imagepath)
     return xstrdup (real[l] ? real + l : "/");
 }
 
-/* Make sure the mount point TARGET will exist in the overlay, of the right
- * kind and not a symlink: when the image lacks it, create it in the upper
- * layer, below the place its deepest existing parent really is in the
- * image (a symlinked directory stays a symlink); when the image has a
- * symlink or the wrong kind of node there, the upper layer's node shadows
- * it.  Runs as the user, in the private upper layer only. */
+struct premake {
+    struct capsa_container *c;
+    int imagefd;           /* the image's root (lower layer) */
+    int upperfd;           /* O_RDONLY directory: the upper layer's root */
+    const char *imagepath; /* where the image is mounted, for path_in_image */
+};
+
+/* Give the new upper directory DIRFD the owner and mode of the image's
+ * directory REL, as overlayfs's own copy-up would: a directory of the
+ * upper layer hides the attributes of the image's one it merges with, so
+ * it must not open what the image keeps closed.  (In a user namespace an
+ * owner that is not mapped cannot be given; the mode still is.) */
 static int
-premake_one (int imagefd, const char *imagepath, int upperfd, const char *tgt, enum capsa_node kind, capsa_error_t *err)
+mirror_attrs (const struct premake *pm, int dirfd, const char *rel, capsa_error_t *err)
+{
+    struct stat st;
+    if (fstatat (pm->imagefd, rel[0] ? rel : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return capsa_error_make (err, errno, "cannot read the attributes of /%s in the image", rel);
+    int r = fchown (dirfd, st.st_uid, st.st_gid);
+    if (r < 0 && !(pm->c->mode == MODE_USERNS && (errno == EINVAL || errno == EPERM)))
+        return capsa_error_make (err, errno, "cannot give /%s its owner in the container's layer", rel);
+    if (fchmod (dirfd, st.st_mode & 07777) < 0)
+        return capsa_error_make (err, errno, "cannot give /%s its mode in the container's layer", rel);
+    return 0;
+}
+
+/* Create BASE/REST in the upper layer: BASE is a real directory of the
+ * image (no symlink in it), each of its components made as a copy of the
+ * image's (mirror_attrs); REST is new, its last component of kind KIND.
+ * Capsa's own private layer, walked by descriptors without following
+ * anything, with root's identity (it holds root's directories). */
+static int
+upper_make (const struct premake *pm, const char *base, const char *rest, enum capsa_node kind, capsa_error_t *err)
+{
+    cleanup_free char *bcopy = xstrdup (base), *rcopy = xstrdup (rest);
+    cleanup_free char *rel = xstrdup ("");
+    size_t rel_len = 0;
+    char *save = NULL;
+    int ret = -1;
+    int cur = fcntl (pm->upperfd, F_DUPFD_CLOEXEC, 3);
+    if (cur < 0)
+        return capsa_error_make (err, errno, "dup");
+
+    capsa_privs_mount_begin ();
+    for (char *comp = strtok_r (bcopy, "/", &save); comp; comp = strtok_r (NULL, "/", &save)) {
+        if (rel_len)
+            str_append (&rel, &rel_len, "/");
+        str_append (&rel, &rel_len, comp);
+        bool made = mkdirat (cur, comp, 0700) == 0;
+        if (!made && errno != EEXIST) {
+            capsa_error_make (err, errno, "cannot create /%s in the container's layer", rel);
+            goto out;
+        }
+        int next = openat (cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            capsa_error_make (err, errno, "cannot open /%s in the container's layer", rel);
+            goto out;
+        }
+        close (cur);
+        cur = next;
+        if (made && mirror_attrs (pm, cur, rel, err) < 0)
+            goto out;
+    }
+    save = NULL;
+    char *comp = strtok_r (rcopy, "/", &save);
+    while (comp) {
+        char *next_comp = strtok_r (NULL, "/", &save);
+        if (strcmp (comp, ".") == 0 || strcmp (comp, "..") == 0) {
+            capsa_error_make (err, 0, "mount point %s/%s: '.' and '..' are not allowed", base, rest);
+            goto out;
+        }
+        if (next_comp == NULL && kind == NODE_FILE) {
+            if (mknodat (cur, comp, S_IFREG | 0644, 0) < 0 && errno != EEXIST) {
+                capsa_error_make (err, errno, "cannot create %s/%s in the container's layer", base, rest);
+                goto out;
+            }
+            break;
+        }
+        if (mkdirat (cur, comp, 0755) < 0 && errno != EEXIST) {
+            capsa_error_make (err, errno, "cannot create %s/%s in the container's layer", base, rest);
+            goto out;
+        }
+        int next = openat (cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            capsa_error_make (err, errno, "cannot open %s/%s in the container's layer", base, rest);
+            goto out;
+        }
+        close (cur);
+        cur = next;
+        comp = next_comp;
+    }
+    ret = 0;
+out:
+    close (cur);
+    capsa_privs_mount_end ();
+    return ret;
+}
+
+/* Make sure the mount point TGT will exist in the overlay, of the right
+ * kind and not a symlink.  Looked up as the user: only a path that does
+ * not exist (ENOENT all along) is created, in the upper layer, below the
+ * place its deepest existing parent really is in the image (so a symlinked
+ * directory of the image stays one); a symlink or a node of the wrong kind
+ * in the image at TGT itself is shadowed by the upper layer's node.  Any
+ * other failure (a directory the user cannot search, say) is an error:
+ * capsa never makes a mount point where the user could not look. */
+static int
+premake_one (const struct premake *pm, const char *tgt, enum capsa_node kind, capsa_error_t *err)
 {
     struct stat st;
     cleanup_free char *path = xstrdup (tgt);
-    int fd = capsa_open_in_root (imagefd, path, O_NOFOLLOW);
+    size_t len = strlen (path);
+    while (len > 1 && path[len - 1] == '/')
+        path[--len] = '\0';
+    int fd = capsa_open_in_root (pm->imagefd, path, O_NOFOLLOW);
     if (fd >= 0) {
         bool ok = fstat (fd, &st) == 0 && !S_ISLNK (st.st_mode) && (kind == NODE_DIR) == S_ISDIR (st.st_mode);
         close (fd);
         if (ok)
             return 0;
+    } else if (errno != ENOENT) {
+        return capsa_error_make (err, errno, "mount point %s in the image", tgt);
     }
     /* The deepest parent that exists in the image, symlinks followed. */
-    size_t len = strlen (path);
-    while (len > 1 && path[len - 1] == '/')
-        path[--len] = '\0';
     cleanup_free char *rest = NULL;
     cleanup_free char *base = NULL;
     for (char *slash = strrchr (path, '/'); slash != NULL; slash = strrchr (path, '/')) {
@@ -390,41 +503,47 @@ premake_one (int imagefd, const char *imagepath, int upperfd, const char *tgt, e
         free (rest);
         rest = joined;
         *slash = '\0';
-        cleanup_close int p = capsa_open_in_root (imagefd, path[0] ? path : "/", O_DIRECTORY);
+        cleanup_close int p = capsa_open_in_root (pm->imagefd, path[0] ? path : "/", O_DIRECTORY);
         if (p >= 0) {
-            base = path_in_image (p, imagepath);
+            base = path_in_image (p, pm->imagepath);
+            if (base == NULL)
+                return capsa_error_make (err, 0, "mount point %s: cannot tell where its parent is in the image", tgt);
             break;
         }
+        if (errno != ENOENT)
+            return capsa_error_make (err, errno, "mount point %s in the image", tgt);
     }
-    cleanup_free char *where = base ? xasprintf ("%s/%s", strcmp (base, "/") == 0 ? "" : base, rest)
-                                    : xstrdup (tgt);
-    fd = capsa_make_in_root (upperfd, where, kind, err);
-    if (fd < 0)
-        return -1;
-    close (fd);
-    return 0;
+    if (base == NULL || rest == NULL)
+        return capsa_error_make (err, 0, "mount point %s: not a path in the container", tgt);
+    return upper_make (pm, base, rest, kind, err);
 }
 
 /* Every mount point the container needs, made in the overlay's upper layer
- * before the overlay exists. */
+ * before the overlay exists.  The upper layer's root first becomes a copy
+ * of the image's root (owner, mode). */
 static int
 premake_targets (struct capsa_container *c, int stagefd, capsa_error_t *err)
 {
     static const char *const dirs[] = { "/proc", "/sys", "/dev", "/tmp", "/var/tmp" };
     cleanup_close int imagefd = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    cleanup_close int upperfd = openat (stagefd, "upper", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int upperfd = openat (stagefd, "upper", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     cleanup_free char *imagepath = xasprintf ("%s/image", c->stage_dir);
     if (imagefd < 0 || upperfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
+    struct premake pm = { .c = c, .imagefd = imagefd, .upperfd = upperfd, .imagepath = imagepath };
+    capsa_privs_mount_begin ();
+    int r = mirror_attrs (&pm, upperfd, "", err);
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return -1;
     for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
-        if (premake_one (imagefd, imagepath, upperfd, dirs[i], NODE_DIR, err) < 0)
+        if (premake_one (&pm, dirs[i], NODE_DIR, err) < 0)
             return -1;
-    if (premake_one (imagefd, imagepath, upperfd, "/etc/passwd", NODE_FILE, err) < 0
-        || premake_one (imagefd, imagepath, upperfd, "/etc/group", NODE_FILE, err) < 0
-        || premake_one (imagefd, imagepath, upperfd, c->home_dst, NODE_DIR, err) < 0)
+    if (premake_one (&pm, "/etc/passwd", NODE_FILE, err) < 0 || premake_one (&pm, "/etc/group", NODE_FILE, err) < 0
+        || premake_one (&pm, c->home_dst, NODE_DIR, err) < 0)
         return -1;
     for (size_t i = 0; i < c->nbinds; i++)
-        if (premake_one (imagefd, imagepath, upperfd, c->binds[i].dst, c->binds[i].is_dir ? NODE_DIR : NODE_FILE, err) < 0)
+        if (premake_one (&pm, c->binds[i].dst, c->binds[i].is_dir ? NODE_DIR : NODE_FILE, err) < 0)
             return capsa_error_wrap (err, "%s %s", c->binds[i].what, c->binds[i].dst);
     return 0;
 }
@@ -530,10 +649,32 @@ setup_etc (struct capsa_container *c, int stagefd, int rootfd, capsa_error_t *er
 
 /* ---- the rest ---------------------------------------------------------- */
 
+/* Nothing may be mounted on the container's root itself: a destination
+ * that only leads there through a symlink ("/tmp/link-to-root/.") is
+ * caught by what it is, not by its name. */
+static int
+open_target (int rootfd, const char *path, enum capsa_node kind, capsa_error_t *err)
+{
+    struct stat a, b;
+    int t = capsa_open_mountpoint (rootfd, path, kind, err);
+    if (t < 0)
+        return -1;
+    if (fstat (t, &a) < 0 || fstat (rootfd, &b) < 0) {
+        int e = errno;
+        close (t);
+        return capsa_error_make (err, e, "mount point %s", path);
+    }
+    if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        close (t);
+        return capsa_error_make (err, 0, "mount point %s is the container's root, which cannot be replaced", path);
+    }
+    return t;
+}
+
 static int
 tmpfs_on (int rootfd, const char *path, const char *data, capsa_error_t *err)
 {
-    cleanup_close int t = capsa_open_mountpoint (rootfd, path, NODE_DIR, err);
+    cleanup_close int t = open_target (rootfd, path, NODE_DIR, err);
     if (t < 0)
         return -1;
     return capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, data, path, err);
@@ -579,10 +720,10 @@ bind_all (struct capsa_container *c, int rootfd, capsa_error_t *err)
 {
     for (size_t i = 0; i < c->nbinds; i++) {
         struct capsa_host_path *b = &c->binds[i];
-        cleanup_close int t = capsa_open_mountpoint (rootfd, b->dst, b->is_dir ? NODE_DIR : NODE_FILE, err);
+        cleanup_close int t = open_target (rootfd, b->dst, b->is_dir ? NODE_DIR : NODE_FILE, err);
         if (t < 0) {
             const char *under = covering_mount (c, i, b->dst);
-            if (under == NULL)
+            if (under == NULL || strstr ((*err)->msg, "does not exist") == NULL)
                 return capsa_error_wrap (err, "%s", b->what);
             capsa_error_free (err);
             return capsa_error_make (err, 0,
@@ -653,6 +794,12 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     /* /etc files first, before anything from the host is bound into /etc. */
     if (setup_etc (c, stagefd, rootfd, err) < 0)
         return -1;
+    /* From here on host trees are bound in: the stage (and the root and
+     * image below it) must not come along in a recursive bind of a host
+     * directory that holds it (PREFIX/libexec/capsa, /), which would show
+     * the root writable at its staging path. */
+    if (capsa_mount_fd (NULL, stagefd, NULL, MS_UNBINDABLE, NULL, "the staging area unbindable", err) < 0)
+        return -1;
 
     if (c->conf->mount_proc) {
         if ((o->pid_ns || !userns) ? capsa_rootfs_mount_proc (rootfd, false, err) < 0
@@ -692,11 +839,9 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     if (o->net_ns && loopback_up (err) < 0)
         return -1;
 
-    /* Read-only root, then switch to it and forget the host's tree. */
-    cleanup_close int roottop = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (roottop < 0)
-        return capsa_error_make (err, errno, "cannot open the container root");
-    if (capsa_remount_fd (roottop, MS_RDONLY | rootflags, "the container root", err) < 0)
+    /* Read-only root, then switch to it and forget the host's tree: by the
+     * descriptor taken when the overlay was mounted, never by path again. */
+    if (capsa_remount_fd (rootfd, MS_RDONLY | rootflags, "the container root", err) < 0)
         return -1;
-    return capsa_rootfs_pivot (roottop, err);
+    return capsa_rootfs_pivot (rootfd, err);
 }

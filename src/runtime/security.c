@@ -45,11 +45,13 @@ add_program (struct capsa_container *c, int fd, const char *what, capsa_error_t 
 }
 
 /* The administrator's profile is root's file, but JSON is never parsed by
- * the starter: a child gives up root for good and runs the front end's
- * compiler, `tools seccomp-compile`, reading the profile opened here on its
- * standard input and writing the program to a memfd on its standard output.
- * It runs as nobody, not as the user: a process of the user's own could be
- * traced by the user, who could then weaken the administrator's filter.
+ * the starter: a child gives up root for good and runs the compiler,
+ * libexec/capsa/seccompc, reading the profile opened here on its standard
+ * input and writing the program to a memfd on its standard output.  It
+ * runs as nobody, not as the user: a process of the user's own could be
+ * traced by the user, who could then weaken the administrator's filter;
+ * and seccompc is installed unreadable by others (0711), so it starts not
+ * dumpable and no other process of nobody can trace it either.
  * (In a user namespace nothing is privileged and the user is the only
  * identity there is.) */
 static int
@@ -69,14 +71,14 @@ compile_admin_profile (struct capsa_container *c, capsa_error_t *err)
         return capsa_error_make (err, errno, "fork");
     if (pid == 0) {
         capsa_error_t e = NULL;
-        char *const argv[] = { (char *) "capsa-tools", (char *) "seccomp-compile", (char *) path, NULL };
+        char *const argv[] = { (char *) "capsa-seccompc", (char *) path, NULL };
         char *const envp[] = { (char *) "PATH=/usr/bin:/bin", NULL };
         if (capsa_privs_helper_drop (c->mode, uid, gid, &e) < 0)
             capsa_error_fatal (&e);
         if (dup2 (in, STDIN_FILENO) < 0 || dup2 (out, STDOUT_FILENO) < 0)
             _exit (CAPSA_EXIT_FATAL);
-        execve (CAPSA_LIBEXECDIR "/tools", argv, envp);
-        capsa_die ("cannot run %s/tools: %s", CAPSA_LIBEXECDIR, strerror (errno));
+        execve (CAPSA_LIBEXECDIR "/seccompc", argv, envp);
+        capsa_die ("cannot run %s/seccompc: %s", CAPSA_LIBEXECDIR, strerror (errno));
     }
     int status;
     while (waitpid (pid, &status, 0) < 0)

@@ -38,20 +38,21 @@ extern char **environ;
  * capsa-cryptfuse).  Whether those are what they claim to be is checked
  * once the command line is parsed (check_passed_fds). */
 static bool
-kept (const int *keep, int nkeep, int fd)
+kept (const int *list, int n, int fd)
 {
-    for (int i = 0; i < nkeep; i++)
-        if (keep[i] == fd)
+    for (int i = 0; i < n; i++)
+        if (list[i] == fd)
             return true;
     return false;
 }
+
+static int keep[16]; /* kept by sanitize_fds: any --key-fd=N/--seccomp-fd=N in argv */
+static int nkeep;
 
 static void
 sanitize_fds (int argc, char **argv)
 {
     struct stat st;
-    int keep[16];
-    int nkeep = 0;
     for (int fd = 0; fd <= 2; fd++) {
         if (fstat (fd, &st) < 0 && errno == EBADF) {
             int n = open ("/dev/null", O_RDWR);
@@ -99,6 +100,15 @@ static void
 check_passed_fds (const struct capsa_opts *o)
 {
     struct stat st;
+    /* A number that was kept but is not what the options say (written
+     * after IMAGE, or as another option's value) is closed now. */
+    for (int i = 0; i < nkeep; i++) {
+        bool used = keep[i] == o->key_fd;
+        for (size_t k = 0; k < o->nseccomp_fds; k++)
+            used |= keep[i] == o->seccomp_fds[k];
+        if (!used)
+            close (keep[i]);
+    }
     if (o->key_fd >= 0) {
         if (fstat (o->key_fd, &st) < 0)
             capsa_die ("--key-fd=%d: not an open descriptor", o->key_fd);

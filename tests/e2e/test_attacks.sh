@@ -31,6 +31,8 @@ SH=/var/tmp/capsa-att-$T-shared      # a shared 1777 directory used as an image
 VPRIV=$VHOME/capsa-att-$T            # the victim's 0700 directory with an image
 RACE=/tmp/capsa-att-$T-race
 EVIL=/var/tmp/capsa-att-$T-evil      # an image whose /tmp is a symlink to /etc
+VCLOSED=$VHOME/capsa-att-$T-closed   # the victim's 0700 directory, used as an image
+A10=/tmp/capsa-att-$T-10             # the attacker's files for the later findings
 BGPIDS=()   # processes this file started and has not ended yet
 
 cleanup () {
@@ -39,7 +41,8 @@ cleanup () {
         case $(ps -o user= -p "$p" 2> /dev/null) in root | "$U" | "$V") kill -9 "$p" ;; esac
     done
     cp "$WORK/conf.orig" "$CONF"
-    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" \
+    mountpoint -q "$A10/src/m" 2> /dev/null && { umount "$A10/src/m"; umount "$A10/src/m"; } 2> /dev/null
+    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" \
         "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
 }
 trap cleanup EXIT
@@ -70,6 +73,20 @@ refused () {
         pass "$1"
     else
         fail "$1" "exit $RC, expected 255 and a FATAL line naming '$2${3:-}': $(printf '%s' "$OUT" | head -c 400)"
+    fi
+}
+
+# refused_host NAME TEXT: as refused, for attacks through -B /:/host.  On a
+# kernel without mount_setattr (the [nosys] pass) the host's / has mounts
+# stacked on one another (/dev/pts, /dev/shm here), which the fallback
+# cannot all make nosuid,nodev: that bind itself is refused (fail closed),
+# which is as good.
+refused_host () {
+    if [ "$NOSYS" = 1 ] && [ "$RC" = 255 ] \
+        && printf '%s\n' "$OUT" | grep -q '^FATAL: .*cannot apply the mount flags to every mount below /host'; then
+        pass "$1"
+    else
+        refused "$@"
     fi
 }
 
@@ -129,11 +146,11 @@ for mode in setuid userns; do
     expect_absent "(1) -B /home:/h -B f:/h/VICTIM/planted: nothing in the victim's home [$mode]" "$VHOME/planted-$T-$mode"
 
     cx $mode -B /:/host -B "$UD/f:/host$ETCP-$mode" "$IMG_DIR" true
-    refused "(1) -B /:/host -B f:/host/etc/PROBE: refused, names it [$mode]" "/host$ETCP-$mode"
+    refused_host "(1) -B /:/host -B f:/host/etc/PROBE: refused, names it [$mode]" "/host$ETCP-$mode"
     expect_absent "(1) -B /:/host -B f:/host/etc/PROBE: nothing in /etc [$mode]" "$ETCP-$mode"
 
     cx $mode -B /:/host --pwd "/host$ETCP-$mode.d/deeper" "$IMG_DIR" true
-    refused "(1) -B /:/host --pwd /host/etc/PROBE.d/deeper: refused, names it [$mode]" "/host$ETCP-$mode.d/deeper"
+    refused_host "(1) -B /:/host --pwd /host/etc/PROBE.d/deeper: refused, names it [$mode]" "/host$ETCP-$mode.d/deeper"
     expect_absent "(1) -B /:/host --pwd /host/etc/PROBE.d/deeper: nothing in /etc [$mode]" "$ETCP-$mode.d"
 
     # The neighbours: the user's own directory on new paths, and a bind
@@ -163,7 +180,7 @@ run_user "cat $RPUB/pub/f $VTMP/pub/f"
 expect_nomatch "setup: $U cannot read either secret outside" "SECRET-$T" "$OUT"
 for mode in setuid userns; do
     cx $mode -B /:/host --pwd "/host$RPUB/pub" "$IMG_DIR" cat f
-    refused "(2) -B /:/host --pwd /host/root/x/pub: refused, names it [$mode]" "/host$RPUB/pub"
+    refused_host "(2) -B /:/host --pwd /host/root/x/pub: refused, names it [$mode]" "/host$RPUB/pub"
     expect_nomatch "(2) -B /:/host --pwd /host/root/x/pub cat f: no secret [$mode]" "ROOT-PUB-SECRET" "$OUT"
     cx $mode --pwd "$VTMP/pub" "$IMG_DIR" cat f
     refused "(2) --pwd into the victim's 0755 dir below their 0700 dir in /tmp: refused, names it [$mode]" "$VTMP/pub"
@@ -431,5 +448,76 @@ done
 for f in $absent_before; do
     [ -f "$f" ] && [ ! -s "$f" ] && [ "$(stat -c %u "$f")" = 0 ] && rm -f "$f"
 done
+
+# --- (10) found by the attack review of the reworked runtime -------------------------
+mkdir -p "$A10/fake/bin" "$A10/x" && cp "$IMG_DIR/bin/busybox" "$A10/busybox" && cp "$IMG_DIR/bin/busybox" "$A10/fake/bin/"
+echo "I-AM-FAKE-ROOT-$T" > "$A10/fake/marker" && ln -s / "$A10/rl" && chown -R "$U:" "$A10" && chmod -R a+rX "$A10"
+runuser -u "$V" -- sh -c "umask 022; mkdir -p $VCLOSED && chmod 0700 $VCLOSED && echo SECRET-A1-$T > $VCLOSED/note.txt"
+
+# A1: the overlay's private layer must not open what the image keeps closed.
+# The user's own closed directory works as an image (the neighbour); the
+# victim's closed directory neither as the image nor on the way to a mount
+# point.
+as_user "$U" "mkdir -p $UD/closed && chmod 0700 $UD/closed && echo own-closed-$T > $UD/closed/note.txt"
+for mode in setuid userns; do
+    cx $mode "$UD/closed" "$A10/busybox" cat /note.txt
+    expect_eq "(10) A1 the user's own 0700 directory as an image [$mode]" "0:own-closed-$T" "$RC:$OUT"
+    cx $mode "$VCLOSED" "$A10/busybox" cat /note.txt
+    expect_eq "(10) A1 another user's 0700 directory as an image: exit 255 [$mode]" 255 "$RC"
+    expect_nomatch "(10) A1 ... and its files are not shown [$mode]" "SECRET-A1" "$OUT"
+    cx $mode -B "$A10/x:$VCLOSED/mp" / "$A10/busybox" sh -c "ls -la $VCLOSED; cat $VCLOSED/note.txt"
+    expect_eq "(10) A1 a mount point inside another user's 0700 directory: exit 255 [$mode]" 255 "$RC"
+    expect_nomatch "(10) A1 ... and nothing of it is shown [$mode]" "SECRET-A1|note.txt" "$OUT"
+done
+expect_absent "(10) A1 nothing was created in the victim's directory" "$VCLOSED/mp"
+
+# A2: a destination that leads to the container's root through a symlink
+# (the host's /tmp is bound in; $A10/rl -> /) must not replace the root,
+# even where 'allow container dir = no' refuses the directory as an image.
+sed -i 's/^allow container dir = yes/allow container dir = no/' "$CONF"
+BBSIF=$FIXTURES/sif/busybox_amd64.sif
+for mode in setuid userns; do
+    cx $mode "$BBSIF" /bin/busybox true
+    expect_eq "(10) A2 neighbour: a SIF still runs with 'allow container dir = no' [$mode]" 0 "$RC"
+    for dst in "$A10/rl/." "$A10/rl/" "$A10/rl/bin/.." "$A10/rl"; do
+        cx $mode -B "$A10/fake:$dst" "$BBSIF" /bin/busybox cat /marker
+        expect_nomatch "(10) A2 -B DIR:$dst does not replace the root [$mode]" "I-AM-FAKE-ROOT" "$OUT"
+        expect_eq "(10) A2 -B DIR:$dst exits 255 [$mode]" 255 "$RC"
+    done
+done
+cp "$WORK/conf.orig" "$CONF"
+
+# A3: the staging area must not come along in a recursive bind of a host
+# directory that holds it (the installation's libexec/capsa, or /): there
+# the root overlay would be seen writable.
+for mode in setuid userns; do
+    cx $mode -B "$CAPSA_PREFIX/libexec/capsa:/x" "$IMG_DIR" sh -c "touch /x/mnt/root/probe-$T 2>/dev/null; ls -A /x/mnt; ls /probe-$T 2>&1"
+    expect_eq "(10) A3 a bind of the installation shows no staging area and the root stays read-only [$mode]" \
+        "ls: /probe-$T: No such file or directory" "$OUT"
+    cx $mode -B "/:/host" "$IMG_DIR" ls -A "/host$CAPSA_PREFIX/libexec/capsa/mnt"
+    if [ "$NOSYS" = 1 ] && [ "$RC" = 255 ]; then
+        refused_host "(10) A3 -B /:/host shows no staging area [$mode]" "/host"
+    else
+        expect_eq "(10) A3 -B /:/host shows no staging area [$mode]" "0:" "$RC:$OUT"
+    fi
+done
+run_user "cd $CAPSA_PREFIX/libexec/capsa && $CAPSA exec $IMG_DIR ls -A mnt"
+expect_eq "(10) A3 the current directory in the installation shows no staging area" "0:" "$RC:$OUT"
+
+# A4: two mounts stacked below a bind source: every mount of the :ro bind
+# is read-only (with mount_setattr), or the bind is refused (the fallback
+# reaches only the top one by its path: fail closed).
+mkdir -p "$A10/src/m" && mount -t tmpfs -o mode=1777 lower "$A10/src/m" && mount -t tmpfs -o mode=1777 upper "$A10/src/m"
+for mode in setuid userns; do
+    cx $mode -B "$A10/src:/d:ro" "$IMG_DIR" sh -c 'awk '"'"'$5 == "/d" || $5 ~ "^/d/" { print $5, $6 }'"'"' /proc/self/mountinfo'
+    if [ "$NOSYS" = 1 ]; then
+        refused "(10) A4 without mount_setattr a stacked submount makes the :ro bind fail closed [$mode]" \
+            "cannot apply the mount flags to every mount below"
+    else
+        expect_eq "(10) A4 every mount of a :ro bind with stacked submounts is read-only [$mode]" "0:3:3" \
+            "$RC:$(printf '%s\n' "$OUT" | grep -c '^/d')$(printf ':%s' "$(printf '%s\n' "$OUT" | awk '$2 ~ /^ro,/' | wc -l)")"
+    fi
+done
+umount "$A10/src/m" && umount "$A10/src/m"
 
 no_leftover_mounts "no capsa mount left after the attacks"
