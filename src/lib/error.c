@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *
 vformat (const char *fmt, va_list ap)
@@ -29,16 +30,19 @@ capsa_error_make (capsa_error_t *err, int errnum, const char *fmt, ...)
     va_end (ap);
 
     *err = calloc (1, sizeof (**err));
-    if (*err == NULL) {
-        free (base);
-        return -1;
+    if (*err == NULL || base == NULL) {
+        /* Without memory for a message there is no way to say what went
+         * wrong: end here rather than hand a caller a NULL error. */
+        static const char msg[] = "FATAL:   out of memory\n";
+        (void) !write (STDERR_FILENO, msg, sizeof (msg) - 1);
+        abort ();
     }
     (*err)->code = errnum;
     if (base != NULL && errnum != 0 && asprintf (&full, "%s: %s", base, strerror (errnum)) >= 0) {
         free (base);
         base = full;
     }
-    (*err)->msg = base != NULL ? base : strdup ("out of memory");
+    (*err)->msg = base;
     return -1;
 }
 

@@ -163,7 +163,8 @@ capsa_env_script (const struct capsa_container *c)
         const char *eq = strchr (kv, '=');
         if (eq == NULL || !valid_name (kv, (size_t) (eq - kv)))
             continue;
-        char *key = strndup (kv, (size_t) (eq - kv));
+        char *key = xstrdup (kv);
+        key[eq - kv] = '\0';
         str_append (&s, &len, "export ");
         str_append (&s, &len, key);
         str_append (&s, &len, "=");

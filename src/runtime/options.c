@@ -209,7 +209,9 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             char *colon = strchr (optarg, ':');
             free (o->home_src);
             free (o->home_dst);
-            o->home_src = colon ? strndup (optarg, (size_t) (colon - optarg)) : xstrdup (optarg);
+            o->home_src = xstrdup (optarg);
+            if (colon)
+                o->home_src[colon - optarg] = '\0';
             o->home_dst = xstrdup (colon ? colon + 1 : optarg);
             if (o->home_src == NULL || o->home_src[0] == '\0' || o->home_dst[0] != '/')
                 return capsa_error_make (err, 0, "invalid --home '%s' (expected SRC[:DST], DST absolute)", optarg);

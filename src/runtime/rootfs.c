@@ -491,10 +491,13 @@ premake_one (const struct premake *pm, const char *tgt, enum capsa_node kind, ca
         close (fd);
         if (ok)
             return 0;
-    } else if (errno != ENOENT) {
+    } else if (errno != ENOENT && errno != ELOOP) {
         return capsa_error_make (err, errno, "mount point %s in the image", tgt);
     }
-    /* The deepest parent that exists in the image, symlinks followed. */
+    /* The deepest parent that exists in the image, symlinks followed.  (A
+     * symlink that cannot be followed, in a loop or, on kernels without
+     * openat2, any symlink, is shadowed by a new directory of the upper
+     * layer, like a missing one: that directory merges with nothing.) */
     cleanup_free char *rest = NULL;
     cleanup_free char *base = NULL;
     for (char *slash = strrchr (path, '/'); slash != NULL; slash = strrchr (path, '/')) {
@@ -510,7 +513,7 @@ premake_one (const struct premake *pm, const char *tgt, enum capsa_node kind, ca
                 return capsa_error_make (err, 0, "mount point %s: cannot tell where its parent is in the image", tgt);
             break;
         }
-        if (errno != ENOENT)
+        if (errno != ENOENT && errno != ELOOP)
             return capsa_error_make (err, errno, "mount point %s in the image", tgt);
     }
     if (base == NULL || rest == NULL)
