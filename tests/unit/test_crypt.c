@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,44 +115,49 @@ test_xts (void)
     unhex (v10_ct, ct, 512);
     for (int i = 0; i < 512; i++)
         pt[i] = (uint8_t) i;
-    CHECK (capsa_xts_crypt (key, 64, true, 0xff, 512, pt, out, 512, NULL) == 0 && memcmp (out, ct, 512) == 0,
+    CHECK (capsa_xts_crypt (key, 64, true, 0xff, 1, 512, pt, out, 512, NULL) == 0 && memcmp (out, ct, 512) == 0,
            "xts: IEEE 1619 vector 10 (AES-256, sequence number 0xff) encrypts");
-    CHECK (capsa_xts_crypt (key, 64, false, 0xff, 512, ct, back, 512, NULL) == 0 && memcmp (back, pt, 512) == 0,
+    CHECK (capsa_xts_crypt (key, 64, false, 0xff, 1, 512, ct, back, 512, NULL) == 0 && memcmp (back, pt, 512) == 0,
            "xts: IEEE 1619 vector 10 decrypts");
     memcpy (back, ct, 512);
-    CHECK (capsa_xts_crypt (key, 64, false, 0xff, 512, back, back, 512, NULL) == 0 && memcmp (back, pt, 512) == 0,
+    CHECK (capsa_xts_crypt (key, 64, false, 0xff, 1, 512, back, back, 512, NULL) == 0 && memcmp (back, pt, 512) == 0,
            "xts: in-place decryption");
 
-    /* Tweak numbering: three sectors from 0xfd in one call; the third is
-     * sector 0xff, so it must be the vector's ciphertext. */
+    /* Tweak numbering: three 512-byte sectors from tweak 0xfd in one call;
+     * the third has tweak 0xff, so it must be the vector's ciphertext. */
     for (int s = 0; s < 3; s++)
         memcpy (big + s * 512, pt, 512);
-    CHECK (capsa_xts_crypt (key, 64, true, 0xfd, 512, big, bigct, sizeof (big), NULL) == 0
+    CHECK (capsa_xts_crypt (key, 64, true, 0xfd, 1, 512, big, bigct, sizeof (big), NULL) == 0
                && memcmp (bigct + 2 * 512, ct, 512) == 0 && memcmp (bigct, ct, 512) != 0
                && memcmp (bigct + 512, bigct, 512) != 0,
            "xts: consecutive sectors get consecutive tweaks (0xfd, 0xfe, 0xff)");
     /* 64-bit little-endian: sector 0x0100000000 differs from sector 1. */
-    capsa_xts_crypt (key, 64, true, UINT64_C (0x100000000), 512, pt, out, 512, NULL);
-    capsa_xts_crypt (key, 64, true, 1, 512, pt, back, 512, NULL);
+    capsa_xts_crypt (key, 64, true, UINT64_C (0x100000000), 1, 512, pt, out, 512, NULL);
+    capsa_xts_crypt (key, 64, true, 1, 1, 512, pt, back, 512, NULL);
     CHECK (memcmp (out, back, 512) != 0, "xts: the tweak uses all 64 bits of the sector number");
 
-    /* 4096-byte sectors: the index counts 4096-byte units. */
+    /* 4096-byte sectors as dm-crypt numbers them in LUKS2: tweaks in
+     * 512-byte units, sector n has tweak 8n.  Sectors 7 and 8 in one call
+     * (tweaks 56 and 64), then sector 8 alone. */
     random_fill (s4k, sizeof (s4k));
-    capsa_xts_crypt (key, 64, true, 7, 4096, s4k, s4kct, sizeof (s4k), NULL);
-    capsa_xts_crypt (key, 64, true, 8, 4096, s4k + 4096, one, 4096, NULL);
-    CHECK (memcmp (one, s4kct + 4096, 4096) == 0, "xts: 4096-byte sectors numbered in 4096-byte units");
+    capsa_xts_crypt (key, 64, true, 56, 8, 4096, s4k, s4kct, sizeof (s4k), NULL);
+    capsa_xts_crypt (key, 64, true, 64, 8, 4096, s4k + 4096, one, 4096, NULL);
+    CHECK (memcmp (one, s4kct + 4096, 4096) == 0, "xts: 4096-byte sectors: the next sector's tweak is 8 more");
     {
-        /* Cross-check with OpenSSL directly: IV = index, little endian. */
+        /* Cross-check with OpenSSL directly: IV = 64, little endian. */
         EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new ();
-        uint8_t iv[16] = { 8 };
+        uint8_t iv[16] = { 64 };
         int l = 0;
         EVP_EncryptInit_ex (c, EVP_aes_256_xts (), NULL, key, iv);
         EVP_EncryptUpdate (c, one, &l, s4k + 4096, 4096);
         EVP_CIPHER_CTX_free (c);
-        CHECK (l == 4096 && memcmp (one, s4kct + 4096, 4096) == 0, "xts: matches plain OpenSSL with IV = sector index");
+        CHECK (l == 4096 && memcmp (one, s4kct + 4096, 4096) == 0,
+               "xts: 4096-byte sector 8 matches plain OpenSSL with IV 64 (512-byte units)");
+        capsa_xts_crypt (key, 64, true, 8, 1, 4096, s4k + 4096, one, 4096, NULL);
+        CHECK (memcmp (one, s4kct + 4096, 4096) != 0, "xts: capsa 0.1.0's numbering (IV 8) gives other bytes");
     }
-    CHECK (capsa_xts_crypt (key, 64, true, 0, 4096, s4k, s4kct, 4000, NULL) < 0, "xts: partial sector refused");
-    CHECK (capsa_xts_crypt (key, 48, true, 0, 512, pt, out, 512, NULL) < 0, "xts: bad key size refused");
+    CHECK (capsa_xts_crypt (key, 64, true, 0, 8, 4096, s4k, s4kct, 4000, NULL) < 0, "xts: partial sector refused");
+    CHECK (capsa_xts_crypt (key, 48, true, 0, 1, 512, pt, out, 512, NULL) < 0, "xts: bad key size refused");
 }
 
 /* ---- LUKS2 ---------------------------------------------------------------------- */
@@ -194,6 +202,12 @@ test_luks_roundtrip (void)
     CHECK (capsa_luks_size (v) == 4 * 4096 && capsa_luks_sector_size (v) == 4096
                && capsa_luks_data_offset (v) == CAPSA_LUKS_HEADER_SIZE,
            "luks: size, sector size and data offset as written");
+    {
+        const struct capsa_kdf_cost *k = capsa_luks_kdf_cost (v);
+        CHECK (k && strcmp (k->type, "pbkdf2") == 0 && k->iterations == CAPSA_PBKDF2_ITERATIONS && k->memory_kb == 0
+                   && k->seconds >= 0 && k->seconds < 60,
+               "luks: the KDF cost is reported (pbkdf2, 1000 iterations)");
+    }
     memset (got, 0xaa, sizeof (got));
     CHECK (capsa_luks_read (v, got, sizeof (got), 0, &err) == 4 * 4096 && memcmp (got, pt, sizeof (pt)) == 0,
            "luks: whole read gives the plaintext back (short at the end)");
@@ -228,14 +242,15 @@ test_luks_roundtrip (void)
     CHECK (capsa_luks_read (v, got, 100, 4 * 4096 - 10, NULL) == 10, "luks: read across the end is short");
     CHECK (capsa_luks_read (v, got, 100, 4 * 4096, NULL) == 0, "luks: read at the end gives 0");
 
-    /* The data segment is plain dm-crypt: decrypt sector 2 with OpenSSL and
-     * the volume key, IV = index from the segment start. */
+    /* The data segment is plain dm-crypt: decrypt 4096-byte sector 2 with
+     * OpenSSL and the volume key, IV = its offset from the segment start in
+     * 512-byte units, 16. */
     {
         int p[2];
         uint8_t vk[64], sec[4096], dec[4096];
         int l = 0;
         EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new ();
-        uint8_t iv[16] = { 2 };
+        uint8_t iv[16] = { 16 };
         if (pipe (p) < 0)
             abort ();
         CHECK (capsa_luks_write_volume_key (v, p[1], NULL) == 0 && read (p[0], vk, 64) == 64,
@@ -246,15 +261,16 @@ test_luks_roundtrip (void)
         EVP_DecryptInit_ex (c, EVP_aes_256_xts (), NULL, vk, iv);
         EVP_DecryptUpdate (c, dec, &l, sec, 4096);
         EVP_CIPHER_CTX_free (c);
-        CHECK (memcmp (dec, pt + 2 * 4096, 4096) == 0, "luks: sector 2 decrypts with plain OpenSSL, IV 2 (plain64)");
+        CHECK (memcmp (dec, pt + 2 * 4096, 4096) == 0,
+               "luks: 4096-byte sector 2 decrypts with plain OpenSSL, IV 16 (dm-crypt's plain64 in 512-byte units)");
+        CHECK (!capsa_luks_legacy_numbering (v), "luks: a new image is not taken for a 0.1.0 one");
         capsa_luks_close (v);
         v = NULL;
         CHECK (capsa_luks_open (fd, 0, written, vk, 64, CAPSA_LUKS_VOLUME_KEY, &v, NULL) == 0,
                "luks: open with the volume key itself");
-        if (v && capsa_luks_read (v, got, 100, 50, NULL) == 100)
-            CHECK (memcmp (got, pt + 50, 100) == 0, "luks: reads with the volume key");
-        else
-            CHECK (0, "luks: reads with the volume key");
+        CHECK (v && capsa_luks_read (v, got, 100, 50, NULL) == 100 && memcmp (got, pt + 50, 100) == 0,
+               "luks: reads with the volume key");
+        CHECK (v && capsa_luks_kdf_cost (v) == NULL, "luks: no KDF when opened with the volume key");
         capsa_luks_close (v);
         v = NULL;
         vk[5] ^= 1;
@@ -309,8 +325,7 @@ test_luks_roundtrip (void)
         bfd = memfd_with (bad, n);
         CHECK (capsa_luks_open (bfd, 0, n, "a secret", 8, 0, &v, &err) < 0 && err->code == EBADMSG,
                "luks: both header copies corrupted: EBADMSG");
-        if (err)
-            CHECK (strstr (err->msg, "corrupted") != NULL, "luks: the message says corrupted");
+        CHECK (err && strstr (err->msg, "corrupted") != NULL, "luks: the message says corrupted");
         capsa_error_free (&err);
         close (bfd);
         memcpy (bad, raw, n);
@@ -416,6 +431,13 @@ test_luks_argon2 (void)
     clock_gettime (CLOCK_MONOTONIC, &a);
     CHECK (capsa_luks_open (fd, 0, written, "correct horse", 13, 0, &v, &err) == 0, "argon2: opens with the passphrase");
     clock_gettime (CLOCK_MONOTONIC, &b);
+    {
+        const struct capsa_kdf_cost *k = v ? capsa_luks_kdf_cost (v) : NULL;
+        double wall = (double) (b.tv_sec - a.tv_sec) + (double) (b.tv_nsec - a.tv_nsec) / 1e9;
+        CHECK (k && strcmp (k->type, "argon2id") == 0 && k->memory_kb == CAPSA_ARGON2_MEMORY_KB
+                   && k->iterations == CAPSA_ARGON2_TIME && k->parallel >= 1 && k->seconds > 0 && k->seconds <= wall,
+               "argon2: the KDF cost is reported (argon2id, 64 MiB, t=4, its time within the open's)");
+    }
     printf ("# argon2id unlock took %.3f s\n", (double) (b.tv_sec - a.tv_sec) + (double) (b.tv_nsec - a.tv_nsec) / 1e9);
     capsa_error_free (&err);
     capsa_luks_close (v);
@@ -486,7 +508,7 @@ test_luks_cryptsetup_defaults (void)
     }
     off = crypt_get_data_offset (cd) * 512;
     crypt_free (cd);
-    capsa_xts_crypt (vk, 64, true, 0, 512, data, enc, sizeof (enc), NULL);
+    capsa_xts_crypt (vk, 64, true, 0, 1, 512, data, enc, sizeof (enc), NULL);
     if (pwrite (fd, enc, sizeof (enc), (off_t) off) != (ssize_t) sizeof (enc))
         abort ();
     if (ftruncate (fd, (off_t) (off + sizeof (enc))) < 0)
@@ -494,9 +516,8 @@ test_luks_cryptsetup_defaults (void)
     CHECK (capsa_luks_open (fd, 0, off + sizeof (enc), "pw", 2, 0, &v, &err) == 0 && capsa_luks_sector_size (v) == 512
                && capsa_luks_data_offset (v) == off && capsa_luks_size (v) == sizeof (enc),
            "luks: cryptsetup's default layout (16 MiB header, 512-byte sectors) opens");
-    if (v)
-        CHECK (capsa_luks_read (v, got, 700, 300, NULL) == 700 && memcmp (got, data + 300, 700) == 0,
-               "luks: 512-byte sectors read back");
+    CHECK (v && capsa_luks_read (v, got, 700, 300, NULL) == 700 && memcmp (got, data + 300, 700) == 0,
+           "luks: 512-byte sectors read back");
     capsa_error_free (&err);
     capsa_luks_close (v);
     close (fd);
@@ -747,7 +768,7 @@ test_sif (void)
     struct sif_image *img = NULL;
     const struct sif_descriptor *d = NULL, *msgd = NULL;
     struct sif_partition pi;
-    struct capsa_luks_volume *v = NULL;
+    struct capsa_crypt_image *v = NULL;
     capsa_error_t err = NULL;
     uint32_t id = 0;
     int in;
@@ -776,24 +797,24 @@ test_sif (void)
     CHECK (d && (uint64_t) d->size == CAPSA_LUKS_HEADER_SIZE + 5 * 4096, "sif: partition size = header + padded data");
     CHECK (d && capsa_sif_find_key_message (img, d, &msgd, NULL) == 0 && msgd == NULL,
            "sif: a passphrase image has no key message");
-    CHECK (d && capsa_sif_luks_open (img, d, &pw, &v, &err) == 0 && capsa_luks_read (v, got, sizeof (got), 0, NULL)
+    CHECK (d && capsa_sif_crypt_open (img, d, &pw, &v, &err) == 0 && capsa_crypt_read (v, got, sizeof (got), 0, NULL)
                == (ssize_t) sizeof (got) && memcmp (got, sq, sizeof (sq)) == 0,
            "sif: opens with the passphrase and reads back");
     capsa_error_free (&err);
-    capsa_luks_close (v);
+    capsa_crypt_close (v);
     v = NULL;
-    CHECK (d && capsa_sif_luks_open (img, d, &none, &v, &err) < 0 && err->code == ENOKEY
+    CHECK (d && capsa_sif_crypt_open (img, d, &none, &v, &err) < 0 && err->code == ENOKEY
                && strstr (err->msg, "--passphrase"),
            "sif: no key: ENOKEY naming --passphrase");
     capsa_error_free (&err);
     {
         struct capsa_keyspec wrong = pw;
         wrong.data = (char *) "sesamE";
-        CHECK (d && capsa_sif_luks_open (img, d, &wrong, &v, &err) < 0 && err->code == EKEYREJECTED
+        CHECK (d && capsa_sif_crypt_open (img, d, &wrong, &v, &err) < 0 && err->code == EKEYREJECTED
                    && strcmp (err->msg, "the passphrase does not open the image") == 0,
                "sif: wrong passphrase: 'the passphrase does not open the image'");
     }
-    CHECK (d && capsa_sif_luks_open (img, d, &priv, &v, &err) < 0 && strstr (err->msg, "--passphrase"),
+    CHECK (d && capsa_sif_crypt_open (img, d, &priv, &v, &err) < 0 && strstr (err->msg, "--passphrase"),
            "sif: an RSA key for a passphrase image: error naming --passphrase");
     capsa_error_free (&err);
     {
@@ -837,25 +858,52 @@ test_sif (void)
                    && cm.message == SIF_MESSAGE_RSA_OAEP && msgd->link == id && !msgd->link_is_group,
                "sif: cryptographic message PEM / RSA-OAEP linked to the partition");
     }
-    CHECK (d && capsa_sif_luks_open (img, d, &priv, &v, &err) == 0 && capsa_luks_read (v, got, 100, 19900, NULL) == 100
+    CHECK (d && capsa_sif_crypt_open (img, d, &priv, &v, &err) == 0 && capsa_crypt_read (v, got, 100, 19900, NULL) == 100
                && memcmp (got, sq + 19900, 100) == 0,
            "sif: opens with the private key");
     capsa_error_free (&err);
-    capsa_luks_close (v);
+    capsa_crypt_close (v);
     v = NULL;
-    CHECK (d && capsa_sif_luks_open (img, d, &pub, &v, &err) < 0 && strstr (err->msg, "public key"),
+    CHECK (d && capsa_sif_crypt_open (img, d, &pub, &v, &err) < 0 && strstr (err->msg, "public key"),
            "sif: the public key cannot open it");
     capsa_error_free (&err);
-    CHECK (d && capsa_sif_luks_open (img, d, &none, &v, &err) < 0 && err->code == ENOKEY && strstr (err->msg, "--pem-path"),
+    CHECK (d && capsa_sif_crypt_open (img, d, &none, &v, &err) < 0 && err->code == ENOKEY && strstr (err->msg, "--pem-path"),
            "sif: no key for an RSA image: ENOKEY naming --pem-path");
     capsa_error_free (&err);
-    CHECK (d && capsa_sif_luks_open (img, d, &pw, &v, &err) < 0 && err->code == EKEYREJECTED
+    CHECK (d && capsa_sif_crypt_open (img, d, &pw, &v, &err) < 0 && err->code == EKEYREJECTED
                && strstr (err->msg, "--pem-path"),
            "sif: a passphrase for an RSA image: says to use --pem-path");
     capsa_error_free (&err);
     sif_close (img);
     EVP_PKEY_free (k);
     nftw (tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The VmFlags line of the mapping holding p, from /proc/self/smaps
+ * (static buffer), or NULL. */
+static const char *
+vm_flags_of (const void *p)
+{
+    static char flags[512];
+    char line[512];
+    uintptr_t a = (uintptr_t) p;
+    bool in = false;
+    FILE *f = fopen ("/proc/self/smaps", "r");
+
+    if (f == NULL)
+        return NULL;
+    flags[0] = '\0';
+    while (fgets (line, sizeof (line), f)) {
+        uintptr_t l, h;
+        if (sscanf (line, "%" SCNxPTR "-%" SCNxPTR " ", &l, &h) == 2 && strchr (line, '-') < strchr (line, ' ')) {
+            in = a >= l && a < h;
+        } else if (in && strncmp (line, "VmFlags:", 8) == 0) {
+            memcpy (flags, line + 8, strlen (line + 8) + 1);
+            break;
+        }
+    }
+    fclose (f);
+    return flags[0] ? flags : NULL;
 }
 
 static void
@@ -868,10 +916,17 @@ test_secmem (void)
         zero &= p[i] == 0;
     CHECK (zero && capsa_secure_size (p) == 100, "secmem: zeroed buffer of the size asked");
     CHECK (locked, "secmem: the buffer is locked in memory");
+    CHECK (vm_flags_of (p) != NULL && strstr (vm_flags_of (p), " dd") != NULL,
+           "secmem: the buffer's pages are excluded from core dumps (VmFlags dd)");
     memset (p, 0x5a, 100);
-    capsa_secure_free (p);
-    capsa_secure_free (NULL);
-    CHECK (1, "secmem: freeing wipes and unmaps");
+    {
+        uintptr_t page = (uintptr_t) p & ~(uintptr_t) (sysconf (_SC_PAGESIZE) - 1);
+        unsigned char vec[1];
+        capsa_secure_free (p);
+        capsa_secure_free (NULL);
+        errno = 0;
+        CHECK (mincore ((void *) page, 1, vec) < 0 && errno == ENOMEM, "secmem: freeing unmaps the buffer's pages");
+    }
 }
 
 int
