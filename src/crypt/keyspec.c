@@ -210,9 +210,11 @@ stdin_line (char **out, size_t *outlen, capsa_error_t *err)
             capsa_secure_free (buf);
             return capsa_error_make (err, errno, "--passphrase: cannot read standard input");
         }
-        if (r == 0 || c == '\n')
+        if (r == 0)
             break;
         any = true;
+        if (c == '\n')
+            break;
         if (len == CAPSA_SECRET_MAX) {
             capsa_secure_free (buf);
             return capsa_error_code (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
