@@ -603,6 +603,11 @@ open_outer (struct capsa_gocryptfs_volume *v, uint64_t size, char **conf, sqfs_s
                                  sqfs_strerror (r));
     if (super->bytes_used > size)
         return capsa_error_code (err, EBADMSG, "the gocryptfs partition's squashfs is larger than the partition");
+    /* libsquashfs sizes its fragment table from this count alone: every
+     * fragment block takes at least a byte of the image. */
+    if (super->fragment_entry_count > super->bytes_used)
+        return capsa_error_code (err, EBADMSG, "the gocryptfs partition's squashfs claims %" PRIu32 " fragments",
+                                 super->fragment_entry_count);
     if (sqfs_compressor_config_init (&cfg, (SQFS_COMPRESSOR) super->compression_id, super->block_size,
                                      SQFS_COMP_FLAG_UNCOMPRESS)
             != 0
