@@ -842,7 +842,11 @@ capsa_gocryptfs_read (struct capsa_gocryptfs_volume *v, void *buf, size_t len, u
         len = SSIZE_MAX;
     if ((ctx = gcm_ctx_new (v->gcm_key)) == NULL)
         return capsa_error_code (err, EIO, "cannot set up AES-GCM: %s", openssl_last_error ());
-    cbuf = xmalloc ((size_t) GC_BATCH * GC_CBLOCK);
+    {
+        /* Room for the ciphertext of the read's blocks, at most a batch. */
+        uint64_t nb = (off + len - 1) / GC_BLOCK - off / GC_BLOCK + 1;
+        cbuf = xmalloc ((size_t) (nb < GC_BATCH ? nb : GC_BATCH) * GC_CBLOCK);
+    }
     while (done < len) {
         uint64_t pos = off + done, b0 = pos / GC_BLOCK, last = (off + len - 1) / GC_BLOCK, b1;
         uint64_t cstart = GC_HEADER_LEN + b0 * GC_CBLOCK, cend;
