@@ -351,10 +351,10 @@ int capsa_sif_find_key_message (const struct sif_image *img, const struct sif_de
 
 /* The secret that opens encrypted partition part (fs type 5 or 6): the
  * passphrase itself, or the RSA secret (LUKS2 keyslot passphrase, gocryptfs
- * password) unwrapped from the linked message with the private key in key.  *secret is a capsa_secure_alloc() buffer.  Errors: ENOKEY (no
- * key; the message names --passphrase and --pem-path), EKEYREJECTED (the
- * private key does not decrypt the message), EINVAL (a passphrase for an
- * RSA image or a PEM for a passphrase image). */
+ * password) unwrapped from the linked message with the private key in key.
+ * *secret is a capsa_secure_alloc() buffer.  Errors: ENOKEY (no key; the
+ * message names --passphrase and --pem-path), EKEYREJECTED (the private key
+ * does not decrypt the message), EINVAL (a PEM for a passphrase image). */
 int capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *part,
                           const struct capsa_keyspec *key, uint8_t **secret, size_t *secret_len,
                           capsa_error_t *err);

@@ -542,7 +542,8 @@ open_block (struct capsa_gocryptfs_volume *v, EVP_CIPHER_CTX *ctx, uint64_t b, c
     for (int i = 0; i < 8; i++)
         ad[i] = (uint8_t) (b >> (56 - 8 * i));
     memcpy (ad + 8, v->file_id, 16);
-    if (len <= GC_NONCE_LEN + GC_TAG_LEN || memcmp (in, zero, GC_NONCE_LEN) == 0 || !gcm_open (ctx, in, len, ad, sizeof (ad), out))
+    if (len <= GC_NONCE_LEN + GC_TAG_LEN || memcmp (in, zero, GC_NONCE_LEN) == 0
+        || !gcm_open (ctx, in, len, ad, sizeof (ad), out))
         return capsa_error_code (err, EBADMSG, "block %" PRIu64 " of the gocryptfs image fails authentication "
                                  "(corrupted, or not this key's)", b);
     return (ssize_t) (len - GC_NONCE_LEN - GC_TAG_LEN);

@@ -392,8 +392,8 @@ main (int argc, char **argv)
     image_size = capsa_crypt_size (volume);
     {
         const struct capsa_kdf_cost *k = capsa_crypt_kdf_cost (volume);
-        debugf ("capsa-cryptfuse: %s image, %" PRIu64 " bytes of plaintext", capsa_crypt_format_name (capsa_crypt_format (volume)),
-                image_size);
+        debugf ("capsa-cryptfuse: %s image, %" PRIu64 " bytes of plaintext",
+                capsa_crypt_format_name (capsa_crypt_format (volume)), image_size);
         if (k)
             debugf ("capsa-cryptfuse: key derivation %s, %" PRIu64 " KiB, %" PRIu32 " iterations, %" PRIu32
                     " lanes: %.3f s", k->type, k->memory_kb, k->iterations, k->parallel, k->seconds);
