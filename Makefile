@@ -30,7 +30,7 @@ HARDEN     := -D_FORTIFY_SOURCE=3
 CHECK_PREFIX ?= /opt/capsa-check
 endif
 
-PKGS     := libcap libseccomp json-c fuse3 libcryptsetup libcrypto
+PKGS     := libcap libseccomp json-c fuse3 libcryptsetup libcrypto libsquashfs1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 # Registries and layer tarballs (src/oci): linked into the front end and the

@@ -8,6 +8,9 @@ packages=(
     build-essential pkg-config clang
     libcap-dev libseccomp-dev libssl-dev libcryptsetup-dev libfuse3-dev libjson-c-dev
     libcurl4-openssl-dev libarchive-dev
+    # gocryptfs images (SIF fs type 6): capsa reads their outer squashfs
+    # with squashfs-tools-ng's libsquashfs
+    libsquashfs-dev
     # run time
     fuse3 squashfs-tools squashfuse
     # tests, fixtures and benchmarks
@@ -17,8 +20,9 @@ packages=(
     # the host's Open MPI must match the test image's (Debian 12's, see docs/hpc.md)
     slurmctld slurmd slurm-client munge openmpi-bin libopenmpi-dev iproute2
     dpkg-dev debhelper lintian man-db bash-completion
-    # encrypted images: external format checks (cryptsetup, independent AES-XTS)
-    cryptsetup-bin python3-cryptography
+    # encrypted images: external format checks (cryptsetup, independent AES-XTS),
+    # and gocryptfs images made the way Apptainer makes them (gocryptfs)
+    cryptsetup-bin python3-cryptography gocryptfs
     # registry tests (tests/e2e/test_registry.sh)
     docker-registry apache2-utils skopeo umoci
 )

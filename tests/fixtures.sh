@@ -335,3 +335,221 @@ fixture_ping_sif () {
     key=$(printf '%s\n' "$(_fx_ping_def | sha256sum | cut -d' ' -f1)" "capsa-build-$ver" | _fx_sha)
     _fx_build "ping-$key.sif" file _fx_make_ping_sif "$capsa"
 }
+
+# ---------------------------------------------------------------- encrypted images made by others
+#
+# Encrypted SIF images made the way Apptainer and SingularityCE make them,
+# with other people's tools, never capsa: tests/e2e/test_crypt_interop.sh
+# runs them.  Every one holds the busybox tree plus /marker (the text of
+# fixture_crypt_marker).  Their partitions are laid out as Apptainer's SIF
+# assembler (internal/pkg/build/assemblers/sif.go) and the Go sif library
+# lay them out, by _fx_sif_apptainer below: definition file, a JSON object,
+# the primary partition (fs type 5 or 6), and for RSA keys a cryptographic
+# message (PEM, RSA-OAEP) linked to the partition's ID.
+
+_FX_CRYPT_RECIPE=crypt-interop-v1
+
+fixture_crypt_marker () { echo "capsa-crypt-fixture-marker-$_FX_CRYPT_RECIPE"; }
+
+# _fx_sif_apptainer OUT PARTITION FSTYPE [MESSAGE]: a SIF written by a
+# small independent writer following github.com/apptainer/sif's layout
+# (header, 48 descriptors of 585 bytes at 4096, data objects after them,
+# partitions aligned to 4096), not by capsa's SIF code.
+_fx_sif_apptainer () {
+    python3 - "$@" <<'PYEOF'
+import os, struct, sys, time, uuid
+out, part, fstype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+msg = sys.argv[4] if len(sys.argv) > 4 else None
+now = int(time.time())
+GROUP = 1 | 0xf0000000
+objs = [(0x4001, b"Bootstrap: localimage\nFrom: busybox\n", 0, 0, b""),
+        (0x4006, b'{"data":{"attributes":{"labels":{"org.capsa.fixture":"crypt"}}}}', 0, 0, b"")]
+objs[1] = objs[1][:4] + (b"inspect-metadata.json",)
+objs.append((0x4004, open(part, "rb").read(), 4096, 0, b""))
+part_id = len(objs)
+if msg:
+    objs.append((0x4008, open(msg, "rb").read(), 0, part_id, b""))
+cap, doff = 48, 4096
+data_off = doff + cap * 585
+descs, blobs, pos = [], [], data_off
+for i, (dt, data, align, link, name) in enumerate(objs):
+    start = pos if not align or pos % align == 0 else pos + align - pos % align
+    if dt == 0x4004:
+        extra = struct.pack("<ii3s", fstype, 2, b"02\0")          # fs, PrimSys, amd64
+    elif dt == 0x4008:
+        extra = struct.pack("<ii", 2, 0x200)                      # PEM, RSA-OAEP
+    else:
+        extra = b""
+    descs.append(struct.pack("<iBIIIqqqqqqq128s384s", dt, 1, i + 1, GROUP, link, start, len(data),
+                             start - pos + len(data), now, now, 0, 0, name, extra))
+    blobs.append((start, data))
+    pos = start + len(data)
+hdr = struct.pack("<32s10s3s3s16sqqqqqqqq", b"#!/usr/bin/env run-singularity\n", b"SIF_MAGIC\0", b"01\0",
+                  b"02\0", uuid.uuid4().bytes, now, now, cap - len(objs), cap, doff, cap * 585, data_off,
+                  pos - data_off)
+with open(out, "wb") as f:
+    f.write(hdr)
+    f.seek(doff)
+    f.write(b"".join(descs) + b"\0" * (585 * (cap - len(descs))))
+    for start, data in blobs:
+        f.seek(start)
+        f.write(data)
+PYEOF
+}
+
+# _fx_crypt_tree DIR: the busybox tree plus /marker, in DIR.
+_fx_crypt_tree () {
+    local d=$1 bb
+    bb=$(fixture_busybox_dir) || return 1
+    cp -a "$bb/." "$d/" && fixture_crypt_marker > "$d/marker"
+}
+
+# _fx_rsa_message PUBLIC SECRET: the key message, as Apptainer's
+# cryptkey.EncryptKey makes it, with openssl: the secret cut into chunks of
+# k - 66 bytes, each RSA-OAEP (SHA-256, MGF1-SHA-256) encrypted, the
+# ciphertexts concatenated into a DER OCTET STRING in a PEM MESSAGE block.
+_fx_rsa_message () {
+    local pub=$1 secret=$2 k step n o tmp
+    k=$(( $(openssl rsa -pubin -RSAPublicKey_in -in "$pub" -noout -text 2>/dev/null | sed -n 's/.*(\([0-9]*\) bit).*/\1/p') / 8 ))
+    [ "$k" -gt 66 ] || return 1
+    step=$((k - 66)); n=$(stat -c %s "$secret")
+    tmp=$(mktemp -d) || return 1
+    : > "$tmp/ct"
+    for ((o = 0; o < n; o += step)); do
+        tail -c +$((o + 1)) "$secret" | head -c "$step" > "$tmp/chunk"
+        openssl pkeyutl -encrypt -pubin -inkey "$pub" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+            -pkeyopt rsa_mgf1_md:sha256 -in "$tmp/chunk" >> "$tmp/ct" || { rm -rf "$tmp"; return 1; }
+    done
+    openssl asn1parse -genstr "FORMAT:HEX,OCTETSTRING:$(od -An -tx1 -v "$tmp/ct" | tr -d ' \n')" -noout \
+        -out "$tmp/der" > /dev/null || { rm -rf "$tmp"; return 1; }
+    { echo '-----BEGIN MESSAGE-----'; base64 -w 64 "$tmp/der"; echo '-----END MESSAGE-----'; }
+    rm -rf "$tmp"
+}
+
+_fx_rsa_keypair () {   # DIR BITS: DIR/rsaBITS.pem (PKCS#1 private), DIR/rsaBITS.pub (PKCS#1 public)
+    openssl genrsa -traditional -out "$1/rsa$2.pem" "$2" 2> /dev/null &&
+        openssl rsa -in "$1/rsa$2.pem" -RSAPublicKey_out -out "$1/rsa$2.pub" 2> /dev/null
+}
+
+# _fx_luks_container PLAIN OUT SECTOR KEYFILE PBKDF-OPTIONS...: a LUKS2
+# container file as `cryptsetup luksFormat` + dm-crypt would leave it
+# (16 MiB header area, the data segment after it), made without
+# device-mapper: cryptsetup's own offline encryption of the data in place
+# with a detached header whose data offset is 16 MiB, then that header
+# copied over the first 16 MiB.
+_fx_luks_container () {
+    local plain=$1 out=$2 ss=$3 key=$4 s; shift 4
+    s=$(stat -c %s "$plain") || return 1
+    rm -f "$out" "$out.hdr"
+    truncate -s 16M "$out" && cat "$plain" >> "$out" && truncate -s $((16777216 + (s + ss - 1) / ss * ss)) "$out" &&
+        cryptsetup reencrypt --encrypt --type luks2 --cipher aes-xts-plain64 --key-size 512 --sector-size "$ss" \
+            --header "$out.hdr" --offset 32768 --force-offline-reencrypt --batch-mode --key-file "$key" "$@" "$out" &&
+        dd if="$out.hdr" of="$out" conv=notrunc status=none || { rm -f "$out.hdr"; return 1; }
+    rm -f "$out.hdr"
+}
+
+_FX_LUKS_KDF="--pbkdf argon2id --pbkdf-memory 65536 --pbkdf-force-iterations 4 --pbkdf-parallel 4"
+
+_fx_make_luks_set () {   # TMPDIR
+    local d=$1 ss bits
+    [ -n "$d" ] && [ -d "$d" ] || return 1
+    mkdir "$d/.tree" && _fx_crypt_tree "$d/.tree" &&
+        mksquashfs "$d/.tree" "$d/plain.sqfs" -noappend -quiet -no-progress -all-root -comp gzip || return 1
+    rm -rf "$d/.tree"
+    printf '%s' "luks fixture passphrase $_FX_CRYPT_RECIPE" > "$d/passphrase"
+    _fx_rsa_keypair "$d" 2048 && _fx_rsa_keypair "$d" 1024 || return 1
+    for ss in 512 4096; do
+        # shellcheck disable=SC2086
+        _fx_luks_container "$d/plain.sqfs" "$d/.part" "$ss" "$d/passphrase" $_FX_LUKS_KDF &&
+            _fx_sif_apptainer "$d/pass-$ss.sif" "$d/.part" 5 || return 1
+        for bits in 2048 1024; do
+            head -c 64 /dev/urandom > "$d/.secret" &&
+                _fx_luks_container "$d/plain.sqfs" "$d/.part" "$ss" "$d/.secret" $_FX_LUKS_KDF &&
+                _fx_rsa_message "$d/rsa$bits.pub" "$d/.secret" > "$d/.msg" &&
+                _fx_sif_apptainer "$d/rsa$bits-$ss.sif" "$d/.part" 5 "$d/.msg" || return 1
+        done
+    done
+    # A passphrase keyslot as cryptsetup benchmarks it on a big node: 1 GiB
+    # of Argon2id (the KDF cost capsa -v reports).
+    _fx_luks_container "$d/plain.sqfs" "$d/.part" 4096 "$d/passphrase" \
+        --pbkdf argon2id --pbkdf-memory 1048576 --pbkdf-force-iterations 4 --pbkdf-parallel 4 &&
+        _fx_sif_apptainer "$d/pass-1g.sif" "$d/.part" 5 || return 1
+    rm -f "$d/.part" "$d/.secret" "$d/.msg"
+    chmod 0644 "$d"/*
+}
+
+# fixture_luks_set: a directory of LUKS2 SIF images made with cryptsetup
+# (no capsa code): pass-512.sif, pass-4096.sif (passphrase in ./passphrase),
+# rsa2048-512.sif, rsa2048-4096.sif, rsa1024-512.sif, rsa1024-4096.sif
+# (private keys rsa2048.pem, rsa1024.pem: PKCS#1; the 1024-bit key message
+# is chunked), pass-1g.sif (1 GiB Argon2id keyslot), and plain.sqfs, the
+# squashfs they hold.
+fixture_luks_set () {
+    local key
+    key=$(printf '%s\n' "$_FX_CRYPT_RECIPE" "$_FX_LUKS_KDF" "$(cryptsetup --version)" "$(fixture_busybox_dir)" |
+        _fx_sha)
+    _fx_build "luks-set-$key" dir _fx_make_luks_set
+}
+
+# _fx_gocryptfs_image TREE OUT PASSWORD [MKSQUASHFS-OUTER-OPTIONS]: the
+# partition Apptainer's Gocryptfs packer makes
+# (internal/pkg/image/packer/gocryptfs.go): gocryptfs -init
+# -deterministic-names -plaintextnames, the squashfs written through a
+# gocryptfs mount as squashfs-NNN, then an outer squashfs of the
+# ciphertext file and gocryptfs.conf (-noD -noF unless told otherwise).
+# Also leaves OUT.inner, the inner squashfs, read back through the mount.
+_fx_gocryptfs_image () {
+    local tree=$1 out=$2 pw=$3 w rc=0; shift 3
+    [ $# -gt 0 ] || set -- -noD -noF
+    w=$(mktemp -d "$out.gc.XXXXXX") || return 1
+    mkdir "$w/cipher" "$w/plain" || return 1
+    if printf '%s\n%s\n' "$pw" "$pw" | gocryptfs -q -init -deterministic-names -plaintextnames "$w/cipher" &&
+        printf '%s\n' "$pw" | gocryptfs -q -nosyslog "$w/cipher" "$w/plain"; then
+        mksquashfs "$tree" "$w/plain/squashfs-2710596481" -noappend -quiet -no-progress -all-root -comp gzip &&
+            cp "$w/plain/squashfs-2710596481" "$out.inner" || rc=1
+        fusermount3 -u "$w/plain" 2> /dev/null || umount "$w/plain" || rc=1
+        [ $rc = 0 ] && mksquashfs "$w/cipher/squashfs-2710596481" "$w/cipher/gocryptfs.conf" "$out" -noappend \
+            -quiet -no-progress -all-root -comp gzip "$@" || rc=1
+    else
+        rc=1
+    fi
+    rm -rf --one-file-system "$w"
+    return $rc
+}
+
+_fx_make_gocryptfs_set () {   # TMPDIR
+    local d=$1 hex
+    [ -n "$d" ] && [ -d "$d" ] || return 1
+    command -v gocryptfs > /dev/null || { echo "gocryptfs missing (apt-get install gocryptfs)"; return 1; }
+    mkdir "$d/.tree" && _fx_crypt_tree "$d/.tree" || return 1
+    printf '%s' "gocryptfs fixture passphrase $_FX_CRYPT_RECIPE" > "$d/passphrase"
+    _fx_gocryptfs_image "$d/.tree" "$d/.pass" "$(cat "$d/passphrase")" &&
+        _fx_sif_apptainer "$d/pass.sif" "$d/.pass" 6 && mv "$d/.pass.inner" "$d/pass.inner.sqfs" || return 1
+    # Not what Apptainer makes: the outer squashfs compressed, with a tail
+    # fragment (capsa then reads the ciphertext through libsquashfs).
+    _fx_gocryptfs_image "$d/.tree" "$d/.packed" "$(cat "$d/passphrase")" -b 65536 &&
+        _fx_sif_apptainer "$d/pass-packed.sif" "$d/.packed" 6 || return 1
+    # RSA, as cryptkey + the Gocryptfs packer: the password is the hex MD5
+    # of 32 random bytes, wrapped for the public key.
+    for bits in 2048 1024; do
+        _fx_rsa_keypair "$d" "$bits" || return 1
+        hex=$(head -c 32 /dev/urandom | md5sum | cut -c1-32)
+        printf '%s' "$hex" > "$d/.secret"
+        _fx_gocryptfs_image "$d/.tree" "$d/.rsa" "$hex" && _fx_rsa_message "$d/rsa$bits.pub" "$d/.secret" > "$d/.msg" &&
+            _fx_sif_apptainer "$d/rsa$bits.sif" "$d/.rsa" 6 "$d/.msg" || return 1
+    done
+    rm -rf "$d/.tree" "$d/.pass" "$d/.packed" "$d/.packed.inner" "$d/.rsa" "$d/.rsa.inner" "$d/.secret" "$d/.msg"
+    chmod 0644 "$d"/*
+}
+
+# fixture_gocryptfs_set: a directory of fs-type-6 SIF images made with
+# Debian's gocryptfs and mksquashfs (no capsa code): pass.sif (passphrase
+# in ./passphrase), rsa2048.sif and rsa1024.sif (private keys rsa2048.pem,
+# rsa1024.pem), pass-packed.sif (outer squashfs compressed, 64 KiB blocks,
+# with fragments) and pass.inner.sqfs, the squashfs inside pass.sif.
+fixture_gocryptfs_set () {
+    local key
+    key=$(printf '%s\n' "$_FX_CRYPT_RECIPE" "$(gocryptfs -version 2>/dev/null | head -n 1)" "$(fixture_busybox_dir)" |
+        _fx_sha)
+    _fx_build "gocryptfs-set-$key" dir _fx_make_gocryptfs_set
+}

@@ -3,6 +3,7 @@
  * and so win), and executes the starter, which parses and checks
  * everything again itself. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -80,13 +81,9 @@ add_security (struct strv *args, const char *value)
     strv_push_take (args, xasprintf ("--seccomp-fd=%d", fd));
 }
 
-/* An encrypted SIF: get the key (flags, terminal or environment), open the
- * image here, unprivileged, so that a wrong or missing key fails before
- * anything is mounted, and hand the volume key to the starter through a
- * pipe (never an argument or a variable).  The starter does not read it:
- * it passes it to the user's capsa-cryptfuse. */
-/* Is IMAGE a SIF whose primary partition is encrypted?  If so, *sif (open)
- * and *part describe it; otherwise nothing stays open. */
+/* Is IMAGE a SIF whose primary partition is encrypted (fs type 5, LUKS2,
+ * or 6, gocryptfs)?  If so, *sif (open) and *part describe it; otherwise
+ * nothing stays open. */
 static bool
 encrypted_sif (const char *image, struct sif_image **sif, const struct sif_descriptor **part)
 {
@@ -97,7 +94,7 @@ encrypted_sif (const char *image, struct sif_image **sif, const struct sif_descr
     *sif = NULL;
     if (stat (image, &st) == 0 && S_ISREG (st.st_mode) && sif_open (image, false, sif, &err) == 0
         && sif_find_primary_partition (*sif, part, &err) == 0 && sif_get_partition (*part, &p, &err) == 0
-        && p.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
+        && (p.fstype == SIF_FS_ENCRYPTED_SQUASHFS || p.fstype == SIF_FS_GOCRYPTFS_SQUASHFS))
         return true;
     /* Not an encrypted SIF (or not a SIF): the starter says what is wrong
      * with it, if anything. */
@@ -122,6 +119,13 @@ prepare_key (const char *image, bool passphrase, const char *pem_path, struct st
         capsa_delegate_to_tools ();
 }
 #else
+/* An encrypted SIF: get the key (flags, terminal, standard input or
+ * environment), open the image here, unprivileged, so that a wrong or
+ * missing key fails before anything is mounted and the KDF runs once, and
+ * hand the data key to the starter through a pipe (never an argument or a
+ * variable) as a key record (format + key, src/crypt/image.c).  The
+ * starter does not read it: it passes the descriptor to the user's
+ * capsa-cryptfuse. */
 static void
 prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
 {
@@ -136,17 +140,33 @@ prepare_key (const char *image, bool passphrase, const char *pem_path, struct st
         return;
     }
     struct capsa_keyspec key = { 0 };
-    struct capsa_luks_volume *vol = NULL;
+    struct capsa_crypt_image *img = NULL;
+    const struct capsa_kdf_cost *kdf;
     int pfd[2];
     if (capsa_keyspec_get (passphrase, pem_path, CAPSA_KEY_DECRYPT, &key, &err) < 0
-        || capsa_sif_luks_open (sif, part, &key, &vol, &err) < 0)
+        || capsa_sif_crypt_open (sif, part, &key, &img, &err) < 0)
         capsa_error_fatal (&err);
     capsa_keyspec_clear (&key);
+    /* The KDF is the user's price for the key, not capsa's start-up: say
+     * what it cost, apart. */
+    if ((kdf = capsa_crypt_kdf_cost (img)) != NULL) {
+        if (kdf->memory_kb > 0)
+            verbosef ("%s image unlocked: key derivation %s, %" PRIu64 " MiB, %" PRIu32 " iterations, %" PRIu32
+                      " lanes, took %.3f s", capsa_crypt_format_name (capsa_crypt_format (img)), kdf->type,
+                      kdf->memory_kb / 1024, kdf->iterations, kdf->parallel, kdf->seconds);
+        else
+            verbosef ("%s image unlocked: key derivation %s, %" PRIu32 " iterations, took %.3f s",
+                      capsa_crypt_format_name (capsa_crypt_format (img)), kdf->type, kdf->iterations, kdf->seconds);
+    }
+    if (capsa_crypt_legacy_numbering (img))
+        warnf ("%s was encrypted by capsa 0.1.0, whose sector numbering the kernel's dm-crypt does not read "
+               "(Apptainer and SingularityCE cannot open it); capsa still runs it. Encrypt the unencrypted image "
+               "again with 'capsa encrypt' to share it", image);
     if (pipe2 (pfd, O_CLOEXEC) < 0)
         capsa_die ("pipe: %s", strerror (errno));
-    if (capsa_luks_write_volume_key (vol, pfd[1], &err) < 0)
+    if (capsa_crypt_write_record (img, pfd[1], &err) < 0)
         capsa_error_fatal (&err);
-    capsa_luks_close (vol);
+    capsa_crypt_close (img);
     close (pfd[1]);
     sif_close (sif);
     if (fcntl (pfd[0], F_SETFD, 0) < 0)

@@ -189,7 +189,7 @@ attrs_from_sif (int fd, const char *path, bool *encrypted, capsa_error_t *err)
     struct sif_partition part;
     capsa_error_t ignore = NULL;
     if (sif_find_primary_partition (sif, &prim, &ignore) == 0 && sif_get_partition (prim, &part, &ignore) == 0) {
-        *encrypted = part.fstype == SIF_FS_ENCRYPTED_SQUASHFS;
+        *encrypted = part.fstype == SIF_FS_ENCRYPTED_SQUASHFS || part.fstype == SIF_FS_GOCRYPTFS_SQUASHFS;
         if (attrs == NULL && part.fstype == SIF_FS_SQUASHFS)
             attrs = attrs_from_squashfs (fd, (uint64_t) prim->offset, err);
     }

@@ -1,15 +1,24 @@
-/* Encrypted root file systems: LUKS2 containers inside SIF partitions,
- * created and decrypted entirely in user space.
+/* Encrypted root file systems: LUKS2 containers and gocryptfs squashfs
+ * images inside SIF partitions, decrypted entirely in user space; LUKS2
+ * ones are also created here.
  *
- * Format (docs/encryption.md has the details and the reasons): the primary
- * partition (fs type 5, SIF_FS_ENCRYPTED_SQUASHFS) holds a whole LUKS2
- * container: the LUKS2 header area, then the squashfs as the data segment,
- * encrypted with aes-xts-plain64 exactly as the kernel's dm-crypt does it
- * (the tweak of a sector is its index from the start of the segment, in
- * units of the segment's sector size, as a 64-bit little-endian number).
- * Images capsa writes use a 512-bit volume key, 4096-byte sectors and a
- * 1 MiB header area; capsa reads any LUKS2 aes-xts-plain64 container
- * (cryptsetup's defaults included: 16 MiB header, 512-byte sectors).
+ * Formats (docs/encryption.md has the details and the reasons):
+ *  - fs type 5 (SIF_FS_ENCRYPTED_SQUASHFS), what capsa writes and what
+ *    Apptainer's root builds write: the partition holds a whole LUKS2
+ *    container, the LUKS2 header area, then the squashfs as the data
+ *    segment, encrypted with aes-xts-plain64 exactly as the kernel's
+ *    dm-crypt does it: the tweak of a sector is its offset from the start
+ *    of the segment in 512-byte units, plus the segment's iv_tweak, as a
+ *    64-bit little-endian number, whatever the sector size (cryptsetup sets
+ *    no iv_large_sectors for LUKS2).  Images capsa writes use a 512-bit
+ *    volume key, 4096-byte sectors and a 1 MiB header area; capsa reads any
+ *    LUKS2 aes-xts-plain64 container (cryptsetup's defaults included: 16 MiB
+ *    header, 512-byte sectors), and still reads capsa 0.1.0's images, which
+ *    numbered 4096-byte sectors in 4096-byte units.
+ *  - fs type 6 (SIF_FS_GOCRYPTFS_SQUASHFS), what Apptainer >= 1.2 writes
+ *    for unprivileged and --fakeroot builds: an outer squashfs holding
+ *    gocryptfs.conf and the gocryptfs (v2, AES-256-GCM) ciphertext of the
+ *    squashfs; read only (src/crypt/gocryptfs.c).
  * With a passphrase, the passphrase opens an Argon2id keyslot.  With an RSA
  * key, a random 64-byte secret opens a (cheap, PBKDF2) keyslot and is
  * stored RSA-OAEP-wrapped in a cryptographic-message object linked to the
@@ -31,8 +40,9 @@
  *   EBADMSG       the LUKS2 header or key message is corrupted / not LUKS2
  *   ENOTSUP       a LUKS2 feature capsa does not support (cipher, integrity)
  *
- * Thread safety: capsa_luks_read() may be called from several threads on
- * the same volume; everything else is for one thread at a time. */
+ * Thread safety: capsa_crypt_read(), capsa_luks_read() and
+ * capsa_gocryptfs_read() may be called from several threads on the same
+ * image; everything else is for one thread at a time. */
 #ifndef CAPSA_CRYPT_H
 #define CAPSA_CRYPT_H
 
@@ -81,11 +91,25 @@ size_t capsa_secure_size (const void *p);
 /* ---- AES-XTS, dm-crypt plain64 numbering --------------------------------- */
 
 /* En- or decrypt len bytes (a whole number of sectors of sector_size
- * bytes: 512..4096, a power of two) whose first sector has index
- * first_sector.  key is 32 (AES-128-XTS) or 64 (AES-256-XTS) bytes.  in and
- * out may be the same buffer. */
-int capsa_xts_crypt (const uint8_t *key, size_t keylen, bool encrypt, uint64_t first_sector,
+ * bytes: 512..4096, a power of two).  The first sector's XTS tweak is
+ * first_tweak, each next sector's tweak_step more: for dm-crypt's
+ * aes-xts-plain64 in LUKS2, sector n of the data segment has tweak
+ * iv_tweak + n * (sector_size / 512).  key is 32 (AES-128-XTS) or 64
+ * (AES-256-XTS) bytes.  in and out may be the same buffer. */
+int capsa_xts_crypt (const uint8_t *key, size_t keylen, bool encrypt, uint64_t first_tweak, uint32_t tweak_step,
                      uint32_t sector_size, const void *in, void *out, size_t len, capsa_error_t *err);
+
+/* ---- What unlocking cost ---------------------------------------------------- */
+
+/* The key derivation that opened an image (one keyslot, or gocryptfs's
+ * scrypt), for -v output and benchmarks. */
+struct capsa_kdf_cost {
+    char type[16];       /* "argon2id", "argon2i", "pbkdf2", "scrypt" */
+    uint64_t memory_kb;  /* memory it needs (0 for pbkdf2) */
+    uint32_t iterations; /* Argon2 time cost, PBKDF2 iterations, scrypt N */
+    uint32_t parallel;   /* Argon2 lanes, scrypt p */
+    double seconds;      /* wall-clock time of the derivation here */
+};
 
 /* ---- Creating a LUKS2 container ------------------------------------------ */
 
@@ -136,6 +160,12 @@ uint64_t capsa_luks_size (const struct capsa_luks_volume *v);
 uint32_t capsa_luks_sector_size (const struct capsa_luks_volume *v);
 uint64_t capsa_luks_data_offset (const struct capsa_luks_volume *v);
 
+/* The image was written by capsa 0.1.0 (4096-byte sectors numbered in
+ * 4096-byte units, which dm-crypt does not read) and is read that way. */
+bool capsa_luks_legacy_numbering (const struct capsa_luks_volume *v);
+/* The keyslot KDF that opened v; NULL when opened with the volume key. */
+const struct capsa_kdf_cost *capsa_luks_kdf_cost (const struct capsa_luks_volume *v);
+
 /* Read len bytes of plaintext at offset off (any alignment): pread of the
  * sectors concerned, then decryption.  Returns the number of bytes read,
  * short only at the end of the data (0 at or past it), or -1. */
@@ -145,6 +175,80 @@ ssize_t capsa_luks_read (struct capsa_luks_volume *v, void *buf, size_t len, uin
 /* Write the volume key (raw bytes) to fd, a pipe to a process that will
  * open the container with CAPSA_LUKS_VOLUME_KEY: the KDF then runs once. */
 int capsa_luks_write_volume_key (const struct capsa_luks_volume *v, int fd, capsa_error_t *err);
+
+/* ---- Opening a gocryptfs image (fs type 6) ----------------------------------- */
+
+struct capsa_gocryptfs_volume; /* opaque: holds the master key (locked memory) */
+
+/* secret is the data key itself (a LUKS2 volume key, a gocryptfs master
+ * key), not a passphrase: no KDF runs. */
+#define CAPSA_CRYPT_DATA_KEY 0x1u
+
+/* Open the gocryptfs image at [off, off+size) of fd: an outer squashfs
+ * holding gocryptfs.conf and one encrypted data file.  secret is the
+ * gocryptfs password (scrypt runs: the slow part), or with
+ * CAPSA_CRYPT_DATA_KEY the 32-byte master key.  The first data block is
+ * decrypted to check the key.  fd is borrowed until capsa_gocryptfs_close().
+ * Errors: EKEYREJECTED (wrong key), EBADMSG (not such an image, corrupted),
+ * ENOTSUP (a gocryptfs variant capsa does not read: AES-SIV,
+ * XChaCha20-Poly1305, FIDO2, format 1). */
+int capsa_gocryptfs_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t secret_len,
+                          unsigned flags, struct capsa_gocryptfs_volume **out, capsa_error_t *err);
+void capsa_gocryptfs_close (struct capsa_gocryptfs_volume *v);
+/* Size of the decrypted data file (the inner squashfs). */
+uint64_t capsa_gocryptfs_size (const struct capsa_gocryptfs_volume *v);
+const struct capsa_kdf_cost *capsa_gocryptfs_kdf_cost (const struct capsa_gocryptfs_volume *v);
+/* Like capsa_luks_read(); a block that fails authentication is EBADMSG. */
+ssize_t capsa_gocryptfs_read (struct capsa_gocryptfs_volume *v, void *buf, size_t len, uint64_t off,
+                              capsa_error_t *err);
+
+/* ---- Any encrypted image: the interface of readers ------------------------------ */
+
+enum capsa_crypt_format {
+    CAPSA_CRYPT_AUTO = 0,      /* opening: tell from the partition's bytes */
+    CAPSA_CRYPT_LUKS2 = 1,     /* fs type 5 */
+    CAPSA_CRYPT_GOCRYPTFS = 2, /* fs type 6 */
+};
+
+struct capsa_crypt_image; /* an opened encrypted image of either format */
+
+/* Which format [off, off+size) of fd holds: a squashfs magic is a gocryptfs
+ * image, anything else is taken for LUKS2 (whose open says what is wrong:
+ * its primary header may be damaged and a secondary copy intact). */
+int capsa_crypt_detect (int fd, uint64_t off, uint64_t size, enum capsa_crypt_format *fmt, capsa_error_t *err);
+
+/* Open the encrypted image at [off, off+size) of fd with secret: a
+ * passphrase, an unwrapped RSA secret or gocryptfs password, or with
+ * CAPSA_CRYPT_DATA_KEY the data key (LUKS2 volume key, gocryptfs master
+ * key).  Errors as capsa_luks_open() and capsa_gocryptfs_open(). */
+int capsa_crypt_open (int fd, uint64_t off, uint64_t size, enum capsa_crypt_format fmt, const void *secret,
+                      size_t secret_len, unsigned flags, struct capsa_crypt_image **out, capsa_error_t *err);
+void capsa_crypt_close (struct capsa_crypt_image *img); /* NULL is fine */
+enum capsa_crypt_format capsa_crypt_format (const struct capsa_crypt_image *img);
+const char *capsa_crypt_format_name (enum capsa_crypt_format fmt); /* "LUKS2", "gocryptfs" */
+/* Bytes of plaintext: the inner squashfs (LUKS2: whole sectors). */
+uint64_t capsa_crypt_size (const struct capsa_crypt_image *img);
+/* The unit the image is encrypted in (LUKS2 sector, gocryptfs block):
+ * reads of whole aligned units are the cheapest. */
+uint32_t capsa_crypt_block_size (const struct capsa_crypt_image *img);
+/* The KDF that opened it, NULL when opened with the data key. */
+const struct capsa_kdf_cost *capsa_crypt_kdf_cost (const struct capsa_crypt_image *img);
+/* A LUKS2 image of capsa 0.1.0, read with its old sector numbering. */
+bool capsa_crypt_legacy_numbering (const struct capsa_crypt_image *img);
+/* Plaintext bytes [off, off+len) of the inner image: the number read,
+ * short only at the end (0 at or past it), or -1.  Thread-safe. */
+ssize_t capsa_crypt_read (struct capsa_crypt_image *img, void *buf, size_t len, uint64_t off, capsa_error_t *err);
+
+/* The key record: what the front end hands to capsa-cryptfuse through a
+ * pipe once it has opened an image, so that the KDF runs once.  Self-
+ * describing: "CAPSAKEY", one byte of format (enum capsa_crypt_format), one
+ * byte of key length, the data key.  Write it to fd (a pipe). */
+#define CAPSA_KEY_RECORD_MAGIC "CAPSAKEY"
+int capsa_crypt_write_record (const struct capsa_crypt_image *img, int fd, capsa_error_t *err);
+/* Open [off, off+size) of fd with a key record.  For compatibility, a
+ * record without the magic of 32 or 64 bytes is a raw LUKS2 volume key. */
+int capsa_crypt_open_record (int fd, uint64_t off, uint64_t size, const void *rec, size_t rec_len,
+                             struct capsa_crypt_image **out, capsa_error_t *err);
 
 /* ---- RSA key wrapping ------------------------------------------------------ */
 
@@ -160,15 +264,19 @@ int capsa_rsa_key_load (const char *pem, size_t len, bool need_private, const ch
                         struct capsa_rsa_key **out, capsa_error_t *err);
 void capsa_rsa_key_free (struct capsa_rsa_key *k);
 
-/* Wrap secret with RSA-OAEP (SHA-256 hash and MGF1, empty label); the
- * ciphertext is DER-encoded as an ASN.1 OCTET STRING inside a PEM block of
- * type MESSAGE: *msg (caller frees, NUL-terminated) is that text, the
- * content of the SIF cryptographic-message object. */
+/* Wrap secret with RSA-OAEP (SHA-256 hash and MGF1, empty label), as
+ * Apptainer does: the secret is cut into chunks of k - 66 bytes (k: the
+ * modulus size in bytes; one chunk for a 64-byte secret from 1040 bits up),
+ * each chunk is encrypted, the k-byte ciphertexts are concatenated, and
+ * that is DER-encoded as an ASN.1 OCTET STRING inside a PEM block of type
+ * MESSAGE: *msg (caller frees, NUL-terminated) is that text, the content
+ * of the SIF cryptographic-message object. */
 int capsa_rsa_wrap (const struct capsa_rsa_key *k, const void *secret, size_t secret_len, char **msg,
                     size_t *msg_len, capsa_error_t *err);
-/* The inverse, with a private key.  *secret is a capsa_secure_alloc()
- * buffer.  EKEYREJECTED when the key does not decrypt the message, EBADMSG
- * when the message is malformed. */
+/* The inverse, with a private key: every k-byte chunk decrypted, the
+ * pieces concatenated.  *secret is a capsa_secure_alloc() buffer.
+ * EKEYREJECTED when the key does not decrypt the message, EBADMSG when the
+ * message is malformed. */
 int capsa_rsa_unwrap (const struct capsa_rsa_key *k, const char *msg, size_t msg_len, uint8_t **secret,
                       size_t *secret_len, capsa_error_t *err);
 
@@ -186,8 +294,10 @@ struct capsa_keyspec {
 
 /* Where the key comes from, in this order:
  *   1. --pem-path FILE (pem_path_flag)       a PEM key file
- *   2. --passphrase (passphrase_flag)        prompt on /dev/tty without echo;
- *                                            twice (confirmation) for ENCRYPT
+ *   2. --passphrase (passphrase_flag)        when standard input is a terminal,
+ *                                            prompt on it without echo (twice,
+ *                                            to confirm, for ENCRYPT); otherwise
+ *                                            one line read from standard input
  *   3. CAPSA_ENCRYPTION_PEM_PATH, CAPSA_ENCRYPTION_PEM_DATA (PEM text),
  *   4. CAPSA_ENCRYPTION_PASSPHRASE,
  * each variable also spelled APPTAINER_ and SINGULARITY_ (CAPSA_ first).
@@ -195,8 +305,7 @@ struct capsa_keyspec {
  * from this process's environment (in place, so that /proc/PID/environ no
  * longer shows it, and unset) whether used or not.  With no key anywhere,
  * out->kind is CAPSA_KEY_NONE and 0 is returned.  Errors: empty
- * passphrase, confirmation mismatch, no terminal for --passphrase,
- * unreadable PEM file.  The PEM text is not parsed here
+ * passphrase, confirmation mismatch, unreadable PEM file.  The PEM text is not parsed here
  * (capsa_rsa_key_load does that). */
 int capsa_keyspec_get (bool passphrase_flag, const char *pem_path_flag, enum capsa_key_use use,
                        struct capsa_keyspec *out, capsa_error_t *err);
@@ -231,24 +340,31 @@ int capsa_encrypt_write_partition (struct sif_image *out, int squashfs_fd, const
                                    const struct capsa_encrypt_opts *opts, uint32_t *part_id,
                                    capsa_error_t *err);
 
+/* The format of an encrypted partition from its fs type (5: LUKS2, 6:
+ * gocryptfs); EINVAL when it is not an encrypted one. */
+int capsa_sif_crypt_format (const struct sif_descriptor *part, enum capsa_crypt_format *fmt, capsa_error_t *err);
+
 /* The cryptographic message (PEM, RSA-OAEP) linked to partition part, if
  * any: *msg NULL when there is none. */
 int capsa_sif_find_key_message (const struct sif_image *img, const struct sif_descriptor *part,
                                 const struct sif_descriptor **msg, capsa_error_t *err);
 
-/* The secret that opens partition part's keyslot: the passphrase itself,
- * or the RSA secret unwrapped from the linked message with the private key
- * in key.  *secret is a capsa_secure_alloc() buffer.  Errors: ENOKEY (no
- * key; the message names --passphrase and --pem-path), EKEYREJECTED (the
- * private key does not decrypt the message), EINVAL (a passphrase for an
- * RSA image or a PEM for a passphrase image). */
+/* The secret that opens encrypted partition part (fs type 5 or 6): the
+ * passphrase itself, or the RSA secret (LUKS2 keyslot passphrase, gocryptfs
+ * password) unwrapped from the linked message with the private key in key.
+ * *secret is a capsa_secure_alloc() buffer.  Errors: ENOKEY (no key; the
+ * message names --passphrase and --pem-path), EKEYREJECTED (the private key
+ * does not decrypt the message), EINVAL (a PEM for a passphrase image). */
 int capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *part,
                           const struct capsa_keyspec *key, uint8_t **secret, size_t *secret_len,
                           capsa_error_t *err);
 
-/* capsa_sif_key_secret() + capsa_luks_open() on partition part of img. */
-int capsa_sif_luks_open (const struct sif_image *img, const struct sif_descriptor *part,
-                         const struct capsa_keyspec *key, struct capsa_luks_volume **out,
-                         capsa_error_t *err);
+/* capsa_sif_key_secret() + capsa_crypt_open() on partition part of img,
+ * in the format its fs type names.  Wrong key (EKEYREJECTED), whatever the
+ * format: "the passphrase does not open the image", "the private key in
+ * FILE does not open the image", or, for a passphrase given to an RSA
+ * image, a message that says to use --pem-path. */
+int capsa_sif_crypt_open (const struct sif_image *img, const struct sif_descriptor *part,
+                          const struct capsa_keyspec *key, struct capsa_crypt_image **out, capsa_error_t *err);
 
 #endif

@@ -191,16 +191,75 @@ out:
     return ret;
 }
 
+/* One line of standard input (not a terminal: a pipe or a file of a batch
+ * job), read a byte at a time so that nothing after it is consumed: the
+ * rest of standard input belongs to the container. */
+static int
+stdin_line (char **out, size_t *outlen, capsa_error_t *err)
+{
+    char *buf = capsa_secure_alloc (CAPSA_SECRET_MAX + 1, NULL);
+    size_t len = 0;
+    bool any = false;
+
+    for (;;) {
+        char c;
+        ssize_t r = read (STDIN_FILENO, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            capsa_secure_free (buf);
+            return capsa_error_make (err, errno, "--passphrase: cannot read standard input");
+        }
+        if (r == 0)
+            break;
+        any = true;
+        if (c == '\n')
+            break;
+        if (len == CAPSA_SECRET_MAX) {
+            capsa_secure_free (buf);
+            return capsa_error_code (err, EINVAL, "the passphrase is longer than %u bytes", CAPSA_SECRET_MAX);
+        }
+        buf[len++] = c;
+    }
+    if (!any) {
+        capsa_secure_free (buf);
+        return capsa_error_code (err, ENOKEY, "--passphrase: standard input is not a terminal and holds no "
+                                 "passphrase (end of file); give it on one line, or set CAPSA_ENCRYPTION_PASSPHRASE");
+    }
+    if (len > 0 && buf[len - 1] == '\r')
+        buf[--len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
 static int
 prompt_passphrase (enum capsa_key_use use, struct capsa_keyspec *out, capsa_error_t *err)
 {
-    cleanup_close int tty = open ("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    cleanup_close int tty = -1;
     char *first = NULL, *again = NULL;
     size_t flen = 0, alen = 0;
 
+    /* As Apptainer: a terminal on standard input is asked (without echo),
+     * anything else is read, one line, without a prompt. */
+    if (!isatty (STDIN_FILENO)) {
+        if (stdin_line (&first, &flen, err) < 0)
+            return -1;
+        if (flen == 0) {
+            capsa_secure_free (first);
+            return capsa_error_code (err, EINVAL, "empty passphrase");
+        }
+        out->kind = CAPSA_KEY_PASSPHRASE;
+        out->data = first;
+        out->len = flen;
+        out->source = xstrdup ("--passphrase");
+        return 0;
+    }
+    tty = open ("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (tty < 0)
-        return capsa_error_code (err, ENOKEY, "--passphrase needs a terminal to ask for the passphrase; set "
-                                 "CAPSA_ENCRYPTION_PASSPHRASE instead");
+        tty = fcntl (STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (tty < 0)
+        return capsa_error_make (err, errno, "--passphrase: cannot use the terminal");
     if (prompt_line (tty, "Enter passphrase: ", &first, &flen, err) < 0)
         return -1;
     if (flen == 0) {

@@ -3,7 +3,16 @@
  * Creating: libcryptsetup formats a LUKS2 header on a memfd the size of
  * the header area (used as a detached header), with our own random volume
  * key and one keyslot; those bytes are written out, then the plaintext is
- * encrypted with OpenSSL sector by sector as dm-crypt would.
+ * encrypted with OpenSSL sector by sector as dm-crypt would: the XTS tweak
+ * of a sector is its offset from the start of the data segment in 512-byte
+ * units, plus the segment's iv_tweak, whatever the sector size.
+ *
+ * capsa 0.1.0 numbered 4096-byte sectors in 4096-byte units (tweak n
+ * instead of 8n), which dm-crypt does not read.  Such images are still
+ * opened: a container with 0.1.0's exact layout whose plaintext is not a
+ * plausible squashfs under dm-crypt's numbering but is one under the old
+ * numbering is read with the old numbering (capsa_luks_legacy_numbering()
+ * tells, so that the caller can say to re-encrypt it).
  *
  * Opening: the header area of the container is copied into a memfd and
  * loaded by libcryptsetup from there, which checks checksums and JSON and
@@ -24,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -37,6 +47,11 @@ struct capsa_luks_volume {
     uint64_t data_off;    /* data segment, from part_off */
     uint64_t data_size;   /* plaintext bytes (whole sectors) */
     uint32_t sector_size;
+    uint64_t iv_tweak;    /* tweak of the segment's first sector */
+    uint32_t tweak_step;  /* tweak units per sector: sector_size / 512, or 1 (capsa 0.1.0) */
+    bool legacy;          /* capsa 0.1.0's numbering */
+    bool have_kdf;
+    struct capsa_kdf_cost kdf;
     uint8_t *key;         /* secure buffer */
     size_t keylen;
 };
@@ -247,7 +262,9 @@ capsa_luks_encrypt_stream (int in_fd, uint64_t in_len, int out_fd, enum capsa_kd
             memset (buf + n, 0, pad);
             n += pad;
         }
-        if (xts_ctx_sectors (ctx, sector, CAPSA_LUKS_SECTOR_SIZE, buf, buf, n, err) < 0)
+        if (xts_ctx_sectors (ctx, sector * (CAPSA_LUKS_SECTOR_SIZE / 512), CAPSA_LUKS_SECTOR_SIZE / 512,
+                             CAPSA_LUKS_SECTOR_SIZE, buf, buf, n, err)
+            < 0)
             goto out;
         if (write_all (out_fd, buf, n) < 0) {
             capsa_error_make (err, errno, "cannot write the encrypted image");
@@ -381,9 +398,10 @@ copy_range (int fd, uint64_t off, uint64_t len, int mfd, capsa_error_t *err)
 
 /* What the loaded header says about its data segment, from libcryptsetup's
  * own (validated) JSON: exactly one plain crypt segment, no integrity, no
- * IV offset, no pending reencryption.  *seg_size: UINT64_MAX for dynamic. */
+ * pending reencryption.  *seg_size: UINT64_MAX for dynamic; *iv_tweak: the
+ * segment's IV offset (512-byte units). */
 static int
-check_segment (struct crypt_device *cd, uint64_t *seg_size, capsa_error_t *err)
+check_segment (struct crypt_device *cd, uint64_t *seg_size, uint64_t *iv_tweak, capsa_error_t *err)
 {
     const char *text = NULL;
     struct json_object *root, *segs, *seg, *v, *config, *req;
@@ -410,8 +428,9 @@ check_segment (struct crypt_device *cd, uint64_t *seg_size, capsa_error_t *err)
         capsa_error_code (err, ENOTSUP, "LUKS2 integrity protection (dm-integrity) is not supported");
         goto out;
     }
-    if (json_object_object_get_ex (seg, "iv_tweak", &v) && strcmp (json_object_get_string (v), "0") != 0) {
-        capsa_error_code (err, ENOTSUP, "a LUKS2 data segment with a non-zero iv_tweak is not supported");
+    *iv_tweak = 0;
+    if (json_object_object_get_ex (seg, "iv_tweak", &v) && !json_u64 (seg, "iv_tweak", iv_tweak)) {
+        capsa_error_code (err, EBADMSG, "the LUKS2 data segment's iv_tweak is invalid");
         goto out;
     }
     if (json_object_object_get_ex (root, "config", &config) && json_object_object_get_ex (config, "requirements", &req)
@@ -436,6 +455,76 @@ out:
     return ret;
 }
 
+/* ---- What opening costs, and which numbering ------------------------------------ */
+
+/* The KDF of keyslot `slot`, which opened v, and the time it took. */
+static void
+kdf_cost_of (struct crypt_device *cd, int slot, const struct timespec *t0, const struct timespec *t1,
+             struct capsa_luks_volume *v)
+{
+    struct crypt_pbkdf_type pbkdf;
+
+    memset (&pbkdf, 0, sizeof (pbkdf));
+    if (crypt_keyslot_get_pbkdf (cd, slot, &pbkdf) < 0 || pbkdf.type == NULL)
+        return;
+    snprintf (v->kdf.type, sizeof (v->kdf.type), "%s", pbkdf.type);
+    v->kdf.memory_kb = pbkdf.max_memory_kb;
+    v->kdf.iterations = pbkdf.iterations;
+    v->kdf.parallel = pbkdf.parallel_threads;
+    v->kdf.seconds = (double) (t1->tv_sec - t0->tv_sec) + (double) (t1->tv_nsec - t0->tv_nsec) / 1e9;
+    v->have_kdf = true;
+}
+
+static uint64_t
+le_u (const unsigned char *p, int n)
+{
+    uint64_t x = 0;
+    for (int i = n - 1; i >= 0; i--)
+        x = (x << 8) | p[i];
+    return x;
+}
+
+/* Is the metadata block at plaintext offset pos, with its 2-byte header,
+ * inside [min, end)? */
+static bool
+meta_block_ok (struct capsa_luks_volume *v, uint64_t pos, uint64_t min, uint64_t end)
+{
+    unsigned char h[2];
+    uint64_t n;
+
+    if (pos < min || pos + 2 > end || capsa_luks_read (v, h, 2, pos, NULL) != 2)
+        return false;
+    n = le_u (h, 2) & 0x7fff;
+    return n >= 1 && n <= 8192 && pos + 2 + n <= end;
+}
+
+/* Does the plaintext, read with v's current numbering, start with a
+ * squashfs 4.0 whose tables are where its superblock says?  Random bytes
+ * (the wrong numbering decrypts every sector after the first to noise)
+ * pass with a probability of about 2^-30. */
+static bool
+squashfs_plausible (struct capsa_luks_volume *v)
+{
+    unsigned char sb[96], ptr[8];
+    uint64_t used, id_start, inode_start, dir_start, id0;
+
+    if (capsa_luks_read (v, sb, sizeof (sb), 0, NULL) != (ssize_t) sizeof (sb) || memcmp (sb, "hsqs", 4) != 0
+        || le_u (sb + 28, 2) != 4)
+        return false;
+    used = le_u (sb + 40, 8);
+    id_start = le_u (sb + 48, 8);
+    inode_start = le_u (sb + 64, 8);
+    dir_start = le_u (sb + 72, 8);
+    if (used > v->data_size || id_start < 96 || id_start + 8 > used || inode_start < 96 || dir_start < inode_start
+        || dir_start >= used)
+        return false;
+    if (capsa_luks_read (v, ptr, 8, id_start, NULL) != 8)
+        return false;
+    id0 = le_u (ptr, 8);
+    return meta_block_ok (v, inode_start, 96, dir_start) && meta_block_ok (v, dir_start, inode_start, used)
+           && meta_block_ok (v, id0, 96, id_start);
+}
+
 int
 capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t secret_len, unsigned flags,
                  struct capsa_luks_volume **out, capsa_error_t *err)
@@ -444,7 +533,7 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     cleanup_close int mfd = -1;
     cleanup_crypt struct crypt_device *cd = NULL;
     struct capsa_luks_volume *v = NULL;
-    uint64_t areas, seg_size = UINT64_MAX, data_off;
+    uint64_t areas, seg_size = UINT64_MAX, iv_tweak = 0, data_off;
     const char *cipher, *mode;
     struct stat st;
     size_t keylen;
@@ -481,7 +570,7 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
                                  "capsa supports only aes-xts-plain64",
                                  cipher ? cipher : "?", mode ? mode : "?", r * 8);
     keylen = (size_t) r;
-    if (check_segment (cd, &seg_size, err) < 0)
+    if (check_segment (cd, &seg_size, &iv_tweak, err) < 0)
         return -1;
     ss = crypt_get_sector_size (cd);
     data_off = crypt_get_data_offset (cd) * 512;
@@ -497,6 +586,8 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     v->part_off = off;
     v->data_off = data_off;
     v->sector_size = (uint32_t) ss;
+    v->iv_tweak = iv_tweak;
+    v->tweak_step = (uint32_t) ss / 512;
     v->data_size = size - data_off;
     if (seg_size != UINT64_MAX) {
         if (seg_size > v->data_size) {
@@ -523,9 +614,16 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
         r = crypt_volume_key_verify (cd, (const char *) v->key, keylen);
     } else {
         size_t got = keylen;
+        struct timespec t0, t1;
+
+        /* The keyslot KDF: the one slow step of opening an image. */
+        clock_gettime (CLOCK_MONOTONIC, &t0);
         r = crypt_volume_key_get (cd, CRYPT_ANY_SLOT, (char *) v->key, &got, secret, secret_len);
+        clock_gettime (CLOCK_MONOTONIC, &t1);
         if (r >= 0 && got != keylen)
             r = -EINVAL;
+        if (r >= 0)
+            kdf_cost_of (cd, r, &t0, &t1, v);
     }
     if (r == -EPERM) {
         capsa_error_code (err, EKEYREJECTED, "the key does not open the encrypted image (no LUKS2 keyslot accepts it)");
@@ -534,6 +632,16 @@ capsa_luks_open (int fd, uint64_t off, uint64_t size, const void *secret, size_t
     if (r < 0) {
         capsa_error_make (err, -r, "cannot unlock the encrypted image%s", cs_detail ());
         goto fail;
+    }
+    /* capsa 0.1.0's exact layout: 4096-byte sectors, 1 MiB header area
+     * and data offset. */
+    if (v->sector_size == 4096 && v->iv_tweak == 0 && v->data_off == CAPSA_LUKS_HEADER_SIZE
+        && areas == CAPSA_LUKS_HEADER_SIZE && !squashfs_plausible (v)) {
+        v->tweak_step = 1;
+        if (squashfs_plausible (v))
+            v->legacy = true;
+        else
+            v->tweak_step = v->sector_size / 512;
     }
     *out = v;
     return 0;
@@ -570,12 +678,31 @@ capsa_luks_data_offset (const struct capsa_luks_volume *v)
     return v->data_off;
 }
 
+bool
+capsa_luks_legacy_numbering (const struct capsa_luks_volume *v)
+{
+    return v->legacy;
+}
+
+const struct capsa_kdf_cost *
+capsa_luks_kdf_cost (const struct capsa_luks_volume *v)
+{
+    return v->have_kdf ? &v->kdf : NULL;
+}
+
 int
 capsa_luks_write_volume_key (const struct capsa_luks_volume *v, int fd, capsa_error_t *err)
 {
     if (write_all (fd, v->key, v->keylen) < 0)
         return capsa_error_make (err, errno, "cannot pass the volume key on");
     return 0;
+}
+
+const void *
+luks_volume_key (const struct capsa_luks_volume *v, size_t *len)
+{
+    *len = v->keylen;
+    return v->key;
 }
 
 /* Largest direct pread per step: keeps one read() well under INT_MAX. */
@@ -601,7 +728,7 @@ capsa_luks_read (struct capsa_luks_volume *v, void *buf, size_t len, uint64_t of
     if (xts_ctx_new (v->key, v->keylen, false, &ctx, err) < 0)
         return -1;
     while (done < len) {
-        uint64_t pos = off + done, sector = pos / ss;
+        uint64_t pos = off + done, sector = pos / ss, tweak = v->iv_tweak + sector * v->tweak_step;
         size_t inoff = (size_t) (pos % ss);
 
         if (inoff == 0 && len - done >= ss) {
@@ -613,7 +740,7 @@ capsa_luks_read (struct capsa_luks_volume *v, void *buf, size_t len, uint64_t of
                 capsa_error_make (err, errno, "cannot read the encrypted image");
                 goto out;
             }
-            if (xts_ctx_sectors (ctx, sector, ss, dst + done, dst + done, n, err) < 0)
+            if (xts_ctx_sectors (ctx, tweak, v->tweak_step, ss, dst + done, dst + done, n, err) < 0)
                 goto out;
             done += n;
         } else {
@@ -625,7 +752,7 @@ capsa_luks_read (struct capsa_luks_volume *v, void *buf, size_t len, uint64_t of
                 capsa_error_make (err, errno, "cannot read the encrypted image");
                 goto out;
             }
-            if (xts_ctx_sectors (ctx, sector, ss, tmp, tmp, ss, err) < 0)
+            if (xts_ctx_sectors (ctx, tweak, v->tweak_step, ss, tmp, tmp, ss, err) < 0)
                 goto out;
             memcpy (dst + done, tmp + inoff, n);
             done += n;

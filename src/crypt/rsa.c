@@ -1,8 +1,14 @@
 /* RSA keys and the key message of RSA-encrypted images.
  *
- * The message format is Apptainer's: RSA-OAEP with SHA-256 for both the
- * hash and MGF1 and an empty label, the ciphertext DER-encoded as an ASN.1
- * OCTET STRING, inside a PEM block of type MESSAGE. */
+ * The message format is Apptainer's (pkg/util/cryptkey there): the secret
+ * is cut into chunks of k - 2 * 32 - 2 bytes (k: the modulus size in
+ * bytes, 32: SHA-256's size; the most RSA-OAEP can carry), each chunk is
+ * encrypted with RSA-OAEP, SHA-256 for both the hash and MGF1 and an empty
+ * label, the k-byte ciphertexts are concatenated, DER-encoded as an ASN.1
+ * OCTET STRING, inside a PEM block of type MESSAGE.  A 64-byte secret is
+ * one chunk from 1040-bit keys up, two below (1024-bit keys).  Keys of
+ * 1024 bits and more are accepted: Go's crypto/rsa, which Apptainer uses,
+ * refuses smaller ones; OpenSSL refuses more than 16384. */
 #include "crypt/crypt_private.h"
 
 #include <errno.h>
@@ -105,11 +111,11 @@ capsa_rsa_key_load (const char *pem, size_t len, bool need_private, const char *
         return capsa_error_code (err, EINVAL, "%s holds a public key; running an encrypted image needs the "
                                  "private key", what);
     }
-    if (EVP_PKEY_get_bits (pkey) < 1024) {
+    if (EVP_PKEY_get_bits (pkey) < 1024 || EVP_PKEY_get_bits (pkey) > 16384) {
         int bits = EVP_PKEY_get_bits (pkey);
         EVP_PKEY_free (pkey);
-        return capsa_error_code (err, EINVAL, "%s holds a %d-bit RSA key, too small for RSA-OAEP with SHA-256", what,
-                                 bits);
+        return capsa_error_code (err, EINVAL, "%s holds a %d-bit RSA key; RSA keys of 1024 to 16384 bits are "
+                                 "supported", what, bits);
     }
     *out = xcalloc (1, sizeof (**out));
     (*out)->pkey = pkey;
@@ -149,6 +155,7 @@ capsa_rsa_wrap (const struct capsa_rsa_key *k, const void *secret, size_t secret
 {
     EVP_PKEY_CTX *ctx = oaep_ctx (k, true);
     cleanup_free unsigned char *ct = NULL, *der = NULL;
+    const size_t ksize = (size_t) EVP_PKEY_get_size (k->pkey), step = ksize > 66 ? ksize - 66 : 0;
     size_t ct_len = 0;
     ASN1_OCTET_STRING *os = NULL;
     BIO *bio = NULL;
@@ -158,14 +165,19 @@ capsa_rsa_wrap (const struct capsa_rsa_key *k, const void *secret, size_t secret
 
     if (ctx == NULL)
         return capsa_error_code (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
-    if (EVP_PKEY_encrypt (ctx, NULL, &ct_len, secret, secret_len) != 1) {
-        capsa_error_code (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
+    if (step == 0 || secret_len == 0 || secret_len > CAPSA_SECRET_MAX) {
+        capsa_error_code (err, EINVAL, "cannot wrap %zu bytes with a %zu-bit RSA key", secret_len, ksize * 8);
         goto out;
     }
-    ct = xmalloc (ct_len);
-    if (EVP_PKEY_encrypt (ctx, ct, &ct_len, secret, secret_len) != 1) {
-        capsa_error_code (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
-        goto out;
+    ct = xmalloc ((secret_len + step - 1) / step * ksize);
+    for (size_t at = 0; at < secret_len; at += step) {
+        size_t n = secret_len - at < step ? secret_len - at : step, out_len = ksize;
+        if (EVP_PKEY_encrypt (ctx, ct + ct_len, &out_len, (const unsigned char *) secret + at, n) != 1
+            || out_len != ksize) {
+            capsa_error_code (err, EINVAL, "RSA-OAEP encryption failed: %s", openssl_last_error ());
+            goto out;
+        }
+        ct_len += out_len;
     }
     os = ASN1_OCTET_STRING_new ();
     if (os == NULL || ASN1_OCTET_STRING_set (os, ct, (int) ct_len) != 1
@@ -231,20 +243,35 @@ capsa_rsa_unwrap (const struct capsa_rsa_key *k, const char *msg, size_t msg_len
         capsa_error_code (err, EINVAL, "cannot set up RSA-OAEP: %s", openssl_last_error ());
         goto out;
     }
-    if (ASN1_STRING_length (os) != EVP_PKEY_get_size (k->pkey)) {
-        capsa_error_code (err, EKEYREJECTED, "the private key does not open the image: the key message was made "
-                          "for a %d-bit RSA key, this one has %d bits",
-                          ASN1_STRING_length (os) * 8, EVP_PKEY_get_bits (k->pkey));
-        goto out;
-    }
-    pt_len = (size_t) EVP_PKEY_get_size (k->pkey);
-    pt = capsa_secure_alloc (pt_len, NULL);
-    if (EVP_PKEY_decrypt (ctx, pt, &pt_len, ASN1_STRING_get0_data (os), (size_t) ASN1_STRING_length (os)) != 1
-        || pt_len == 0) {
-        ERR_clear_error ();
-        capsa_error_code (err, EKEYREJECTED, "the private key does not open the image (RSA-OAEP decryption of its "
-                          "key message failed)");
-        goto out;
+    {
+        const size_t ksize = (size_t) EVP_PKEY_get_size (k->pkey), ct_len = (size_t) ASN1_STRING_length (os);
+        const unsigned char *ct = ASN1_STRING_get0_data (os);
+
+        if (ct_len == 0 || ct_len % ksize != 0) {
+            capsa_error_code (err, EKEYREJECTED, "the private key does not open the image: its key message (%zu "
+                              "bytes) was made for another RSA key size than this key's %d bits",
+                              ct_len, EVP_PKEY_get_bits (k->pkey));
+            goto out;
+        }
+        if (ct_len / ksize > CAPSA_SECRET_MAX / 8) {
+            capsa_error_code (err, EBADMSG, "the image's key message is too long (%zu chunks)", ct_len / ksize);
+            goto out;
+        }
+        pt = capsa_secure_alloc (ct_len, NULL);
+        for (size_t at = 0; at < ct_len; at += ksize) {
+            size_t n = ksize;
+            if (EVP_PKEY_decrypt (ctx, pt + pt_len, &n, ct + at, ksize) != 1) {
+                ERR_clear_error ();
+                capsa_error_code (err, EKEYREJECTED, "the private key does not open the image (RSA-OAEP decryption "
+                                  "of its key message failed)");
+                goto out;
+            }
+            pt_len += n;
+        }
+        if (pt_len == 0) {
+            capsa_error_code (err, EBADMSG, "the image's key message holds an empty secret");
+            goto out;
+        }
     }
     *secret = steal_ptr (&pt);
     *secret_len = pt_len;

@@ -191,14 +191,18 @@ capsa_sif_find_key_message (const struct sif_image *img, const struct sif_descri
     return 0;
 }
 
-static int
-check_encrypted (const struct sif_descriptor *part, capsa_error_t *err)
+int
+capsa_sif_crypt_format (const struct sif_descriptor *part, enum capsa_crypt_format *fmt, capsa_error_t *err)
 {
     struct sif_partition pi;
 
     if (sif_get_partition (part, &pi, err) < 0)
         return -1;
-    if (pi.fstype != SIF_FS_ENCRYPTED_SQUASHFS)
+    if (pi.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
+        *fmt = CAPSA_CRYPT_LUKS2;
+    else if (pi.fstype == SIF_FS_GOCRYPTFS_SQUASHFS)
+        *fmt = CAPSA_CRYPT_GOCRYPTFS;
+    else
         return capsa_error_code (err, EINVAL, "partition %" PRIu32 " is not an encrypted squashfs (it is %s)",
                                  part->id, sif_fstype_name (pi.fstype));
     return 0;
@@ -214,7 +218,9 @@ capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *
     size_t msg_len = 0;
     int ret;
 
-    if (check_encrypted (part, err) < 0 || capsa_sif_find_key_message (img, part, &msgd, err) < 0)
+    enum capsa_crypt_format fmt;
+
+    if (capsa_sif_crypt_format (part, &fmt, err) < 0 || capsa_sif_find_key_message (img, part, &msgd, err) < 0)
         return -1;
     switch (key ? key->kind : CAPSA_KEY_NONE) {
     case CAPSA_KEY_NONE:
@@ -251,18 +257,19 @@ capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *
 }
 
 int
-capsa_sif_luks_open (const struct sif_image *img, const struct sif_descriptor *part,
-                     const struct capsa_keyspec *key, struct capsa_luks_volume **out, capsa_error_t *err)
+capsa_sif_crypt_open (const struct sif_image *img, const struct sif_descriptor *part,
+                      const struct capsa_keyspec *key, struct capsa_crypt_image **out, capsa_error_t *err)
 {
     uint8_t *secret = NULL;
     size_t len = 0;
     const struct sif_descriptor *msgd = NULL;
+    enum capsa_crypt_format fmt;
     int r;
 
-    if (capsa_sif_key_secret (img, part, key, &secret, &len, err) < 0)
+    if (capsa_sif_crypt_format (part, &fmt, err) < 0 || capsa_sif_key_secret (img, part, key, &secret, &len, err) < 0)
         return -1;
-    r = capsa_luks_open (sif_image_fd (img), (uint64_t) part->offset, (uint64_t) part->size, secret, len, 0, out,
-                         err);
+    r = capsa_crypt_open (sif_image_fd (img), (uint64_t) part->offset, (uint64_t) part->size, fmt, secret, len, 0,
+                          out, err);
     capsa_secure_free (secret);
     if (r < 0 && (*err)->code == EKEYREJECTED) {
         (void) capsa_sif_find_key_message (img, part, &msgd, NULL);

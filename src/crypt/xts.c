@@ -1,8 +1,11 @@
 /* AES-XTS the way dm-crypt's aes-xts-plain64 does it: every sector is one
- * XTS data unit whose tweak (IV) is the sector's index as a 64-bit
- * little-endian number, zero-extended to 16 bytes.  The index counts
- * sectors of the segment's own sector size from the start of the data
- * segment (LUKS2 always sets dm-crypt's iv_large_sectors). */
+ * XTS data unit whose tweak (IV) is a 64-bit little-endian number,
+ * zero-extended to 16 bytes.  For LUKS2 that number counts 512-byte units
+ * from the start of the data segment, plus the segment's iv_tweak, whatever
+ * the segment's sector size: cryptsetup sets dm-crypt's iv_large_sectors
+ * only for BitLocker and plain mode, so sector n of 4096 bytes has tweak
+ * 8n.  The caller gives the tweak of the first sector and the step between
+ * sectors (sector_size / 512 for dm-crypt). */
 #include "crypt/crypt_private.h"
 
 #include <errno.h>
@@ -57,8 +60,8 @@ xts_ctx_new (const uint8_t *key, size_t keylen, bool encrypt, EVP_CIPHER_CTX **o
 }
 
 int
-xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t first, uint32_t sector_size, const void *in, void *out,
-                 size_t len, capsa_error_t *err)
+xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t tweak, uint32_t step, uint32_t sector_size, const void *in,
+                 void *out, size_t len, capsa_error_t *err)
 {
     const unsigned char *src = in;
     unsigned char *dst = out;
@@ -66,31 +69,31 @@ xts_ctx_sectors (EVP_CIPHER_CTX *ctx, uint64_t first, uint32_t sector_size, cons
     if (!valid_sector_size (sector_size) || len % sector_size != 0)
         return capsa_error_code (err, EINVAL, "aes-xts: %zu bytes are not whole %" PRIu32 "-byte sectors", len,
                                  sector_size);
-    for (size_t done = 0; done < len; done += sector_size, first++) {
+    for (size_t done = 0; done < len; done += sector_size, tweak += step) {
         unsigned char iv[16] = { 0 };
         int outl = 0;
 
         for (int i = 0; i < 8; i++)
-            iv[i] = (unsigned char) (first >> (8 * i));
+            iv[i] = (unsigned char) (tweak >> (8 * i));
         if (EVP_CipherInit_ex2 (ctx, NULL, NULL, iv, -1, NULL) != 1
             || EVP_CipherUpdate (ctx, dst + done, &outl, src + done, (int) sector_size) != 1
             || outl != (int) sector_size)
-            return capsa_error_code (err, EIO, "aes-xts failed on sector %" PRIu64 ": %s", first,
+            return capsa_error_code (err, EIO, "aes-xts failed on the sector of tweak %" PRIu64 ": %s", tweak,
                                      openssl_last_error ());
     }
     return 0;
 }
 
 int
-capsa_xts_crypt (const uint8_t *key, size_t keylen, bool encrypt, uint64_t first_sector, uint32_t sector_size,
-                 const void *in, void *out, size_t len, capsa_error_t *err)
+capsa_xts_crypt (const uint8_t *key, size_t keylen, bool encrypt, uint64_t first_tweak, uint32_t tweak_step,
+                 uint32_t sector_size, const void *in, void *out, size_t len, capsa_error_t *err)
 {
     EVP_CIPHER_CTX *ctx = NULL;
     int r;
 
     if (xts_ctx_new (key, keylen, encrypt, &ctx, err) < 0)
         return -1;
-    r = xts_ctx_sectors (ctx, first_sector, sector_size, in, out, len, err);
+    r = xts_ctx_sectors (ctx, first_tweak, tweak_step, sector_size, in, out, len, err);
     EVP_CIPHER_CTX_free (ctx);
     return r;
 }

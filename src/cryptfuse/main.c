@@ -5,12 +5,15 @@
  *                   (--key-fd K | --volume-key-fd K) [--ready-fd R]
  *                   [--allow-other] [--debug] MOUNTPOINT
  *
- * N is an open descriptor of the SIF file (or any file holding the LUKS2
- * container at [OFF, OFF+SIZE)).  K carries the key, read to end of file
- * once and closed: with --key-fd the passphrase or the RSA-unwrapped
- * secret (one KDF run here), with --volume-key-fd the raw volume key
- * (checked against the header's digest; no KDF).  Secrets never come
- * through arguments or the environment.  With --ready-fd, "R" is written to
+ * N is an open descriptor of the SIF file (or any file holding the
+ * encrypted partition at [OFF, OFF+SIZE)): a LUKS2 container (fs type 5)
+ * or a gocryptfs squashfs (fs type 6), told apart by its first bytes.  K
+ * carries the key, read to end of file once and closed: with --key-fd the
+ * passphrase, the RSA-unwrapped secret or gocryptfs password (one KDF run
+ * here), with --volume-key-fd the key record the front end wrote after
+ * opening the image itself (src/crypt: "CAPSAKEY", format, data key; no
+ * KDF), or a bare LUKS2 volume key.  Secrets never come through arguments
+ * or the environment.  With --ready-fd, "R" is written to
  * R once the key has opened the image and the file system is mounted, and
  * R is closed; on failure R is closed without a byte.  MOUNTPOINT is a
  * directory, or /dev/fd/M for a /dev/fuse descriptor already mounted by
@@ -50,7 +53,7 @@
 /* The content never changes while mounted: let the kernel cache freely. */
 #define ATTR_TIMEOUT 86400.0
 
-static struct capsa_luks_volume *volume;
+static struct capsa_crypt_image *volume;
 static uint64_t image_size;
 static struct timespec mount_time;
 
@@ -69,7 +72,7 @@ fill_attr (fuse_ino_t ino, struct stat *st)
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
         st->st_size = (off_t) image_size;
-        st->st_blksize = (blksize_t) capsa_luks_sector_size (volume);
+        st->st_blksize = (blksize_t) capsa_crypt_block_size (volume);
         st->st_blocks = (blkcnt_t) ((image_size + 511) / 512);
     }
 }
@@ -215,7 +218,7 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fil
         b->p = nb;
         b->cap = size;
     }
-    n = capsa_luks_read (volume, b->p, size, (uint64_t) off, &err);
+    n = capsa_crypt_read (volume, b->p, size, (uint64_t) off, &err);
     if (n < 0) {
         /* No secret is in the message. */
         errorf ("capsa-cryptfuse: %s", err->msg);
@@ -379,11 +382,22 @@ main (int argc, char **argv)
     if (pthread_key_create (&read_buf_key, read_buf_free) != 0)
         capsa_die ("pthread_key_create failed");
     key = read_key (key_fd, &key_len);
-    ret = capsa_luks_open (image_fd, off, size, key, key_len, volume_key ? CAPSA_LUKS_VOLUME_KEY : 0, &volume, &err);
+    if (volume_key)
+        ret = capsa_crypt_open_record (image_fd, off, size, key, key_len, &volume, &err);
+    else
+        ret = capsa_crypt_open (image_fd, off, size, CAPSA_CRYPT_AUTO, key, key_len, 0, &volume, &err);
     capsa_secure_free (key);
     if (ret < 0)
         capsa_error_fatal (&err);
-    image_size = capsa_luks_size (volume);
+    image_size = capsa_crypt_size (volume);
+    {
+        const struct capsa_kdf_cost *k = capsa_crypt_kdf_cost (volume);
+        debugf ("capsa-cryptfuse: %s image, %" PRIu64 " bytes of plaintext",
+                capsa_crypt_format_name (capsa_crypt_format (volume)), image_size);
+        if (k)
+            debugf ("capsa-cryptfuse: key derivation %s, %" PRIu64 " KiB, %" PRIu32 " iterations, %" PRIu32
+                    " lanes: %.3f s", k->type, k->memory_kb, k->iterations, k->parallel, k->seconds);
+    }
     clock_gettime (CLOCK_REALTIME, &mount_time);
     lock_memory ();
 
@@ -432,6 +446,6 @@ main (int argc, char **argv)
         fuse_session_destroy (se);
         fuse_opt_free_args (&args);
     }
-    capsa_luks_close (volume);
+    capsa_crypt_close (volume);
     return ret < 0 ? CAPSA_EXIT_FATAL : 0;
 }

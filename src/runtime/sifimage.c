@@ -26,7 +26,7 @@ capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t 
         capsa_error_make (err, 0, "image architecture %s does not match host %s", arch, sif_host_arch ());
         goto out;
     }
-    *encrypted = part.fstype == SIF_FS_ENCRYPTED_SQUASHFS;
+    *encrypted = part.fstype == SIF_FS_ENCRYPTED_SQUASHFS || part.fstype == SIF_FS_GOCRYPTFS_SQUASHFS;
     if (part.fstype != SIF_FS_SQUASHFS && !*encrypted) {
         capsa_error_make (err, 0, "image %s: primary partition is %s, only squashfs can be run", path,
                           sif_fstype_name (part.fstype));

@@ -3,7 +3,9 @@
 # LUKS2 header and keyslots, openssl for the RSA-OAEP key message, Python's
 # cryptography for AES-XTS with dm-crypt's plain64 numbering), and
 # capsa-cryptfuse is run by hand, as root and as a user, to serve the
-# decrypted squashfs.
+# decrypted squashfs of a LUKS2 image capsa wrote and of a gocryptfs image
+# gocryptfs wrote.  test_crypt_interop.sh has cryptsetup decrypt whole
+# images.
 BB=$FIXTURES/sif/busybox_amd64.sif
 CRYPTFUSE=$CAPSA_PREFIX/libexec/capsa/cryptfuse
 PASS="e2e pass $RANDOM$RANDOM"
@@ -16,7 +18,7 @@ unset CAPSA_ENCRYPTION_PASSPHRASE CAPSA_ENCRYPTION_PEM_PATH CAPSA_ENCRYPTION_PEM
 
 # part_range SIF: "OFFSET SIZE" of the encrypted partition, from `capsa sif list`.
 part_range () {
-    "$CAPSA" sif list "$1" | awk -F'|' '/Encrypted squashfs/ { split($4, a, "-"); print a[1] + 0, a[2] - a[1] }'
+    "$CAPSA" sif list "$1" | awk -F'|' '/Encrypted squashfs|Gocryptfs squashfs/ { split($4, a, "-"); print a[1] + 0, a[2] - a[1] }'
 }
 # cut_part SIF OUT: the partition bytes, cut out with dd.
 cut_part () {
@@ -60,8 +62,9 @@ printf '%s' "$PASS-x" | cryptsetup open --test-passphrase --key-file - "$WORK/pw
 expect_eq "cryptsetup open --test-passphrase refuses another passphrase" 2 "$?"
 
 # The data segment, decrypted with the volume key cryptsetup gives and plain
-# AES-XTS (tweak = 4096-byte sector index, little endian), is the original
-# squashfs followed by zeros: byte-compatible with dm-crypt.
+# AES-XTS (the tweak of 4096-byte sector i is 8i: dm-crypt counts 512-byte
+# units for LUKS2, little endian), is the original squashfs followed by
+# zeros: byte-compatible with dm-crypt.
 printf '%s' "$PASS" | cryptsetup luksDump --batch-mode --dump-volume-key --volume-key-file "$WORK/vk.bin" \
     --key-file - "$WORK/pw.part" > /dev/null
 OUT=$(python3 - "$WORK/vk.bin" "$WORK/pw.part" "$WORK/plain.sqfs" <<'EOF' 2>&1
@@ -73,13 +76,13 @@ plain = open(sys.argv[3], 'rb').read()
 data = part[1 << 20:]
 out = bytearray()
 for i in range(len(data) // 4096):
-    d = Cipher(algorithms.AES(vk), modes.XTS(i.to_bytes(16, 'little'))).decryptor()
+    d = Cipher(algorithms.AES(vk), modes.XTS((8 * i).to_bytes(16, 'little'))).decryptor()
     out += d.update(data[i * 4096:(i + 1) * 4096]) + d.finalize()
 ok = len(data) % 4096 == 0 and out[:len(plain)] == plain and not any(out[len(plain):])
 print("same" if ok else "different: %d vs %d bytes" % (len(out), len(plain)))
 EOF
 )
-expect_eq "data segment = squashfs under plain AES-XTS with cryptsetup's volume key (plain64)" "same" "$OUT"
+expect_eq "data segment = squashfs under plain AES-XTS with cryptsetup's volume key (plain64, 512-byte units)" "same" "$OUT"
 rm -f "$WORK/vk.bin"
 
 # No plaintext in the image: no squashfs magic where the data starts, no
@@ -111,9 +114,15 @@ expect_eq "--passphrase: the typed passphrase opens the keyslot" 0 "$?"
     script -qec "$CAPSA encrypt --passphrase $BB $WORK/tty2.sif" /dev/null > "$WORK/tty.out" 2>&1
 expect_match "--passphrase: different confirmation refused" "FATAL: +the passphrases do not match" "$(cat "$WORK/tty.out")"
 run "$CAPSA" encrypt --passphrase "$BB" "$WORK/notty.sif" < /dev/null
-expect_match "--passphrase without a terminal: FATAL" "^FATAL: .*needs a terminal" "$OUT"
-expect_eq "--passphrase without a terminal: exit 255" 255 "$RC"
-rm -f "$WORK/tty.part" "$WORK/tty.out"
+expect_match "--passphrase, standard input empty and not a terminal: FATAL" "^FATAL: .*standard input" "$OUT"
+expect_eq "--passphrase, standard input empty and not a terminal: exit 255" 255 "$RC"
+expect_eq "--passphrase, standard input empty: no output" "" "$(ls "$WORK" | grep '^notty.sif')"
+OUT=$(printf '%s\n' "$PASS" | setsid "$CAPSA" encrypt --passphrase "$BB" "$WORK/stdin.sif" 2>&1); RC=$?
+expect_eq "--passphrase from a pipe, no terminal (one line, as Apptainer): exit 0" 0 "$RC"
+cut_part "$WORK/stdin.sif" "$WORK/tty.part"
+printf '%s' "$PASS" | cryptsetup open --test-passphrase --key-file - "$WORK/tty.part"
+expect_eq "--passphrase from a pipe: the line (without its newline) opens the keyslot" 0 "$?"
+rm -f "$WORK/tty.part" "$WORK/tty.out" "$WORK/stdin.sif"
 
 # ---- RSA -------------------------------------------------------------------------------
 openssl genrsa -out "$WORK/priv8.pem" 2048 2> /dev/null
@@ -290,6 +299,45 @@ run_user "fusermount3 -u $WORK/umnt"
 wait $FPID
 expect_eq "cryptfuse as $TUSER: exits 0 when unmounted" 0 "$?"
 expect_eq "cryptfuse as $TUSER: nothing left mounted" "" "$(grep " $WORK/umnt " /proc/self/mountinfo)"
+
+# A gocryptfs image (fs type 6) that gocryptfs made: --key-fd with the
+# passphrase (scrypt runs in the server), --volume-key-fd with a key record
+# holding the master key gocryptfs-xray dumps.
+GC=$(fixture_gocryptfs_set)
+expect_eq "fixture: gocryptfs images" 0 "$?"
+if [ -d "$GC" ]; then
+    printf '%s' "$(cat "$GC/passphrase")" > "$WORK/gpass.txt"
+    start_fuse root "$WORK/mnt" "$GC/pass.sif" "$WORK/gpass.txt"
+    expect_eq "cryptfuse, gocryptfs image: ready" 0 "$?"
+    cmp -s "$WORK/mnt/image" "$GC/pass.inner.sqfs"
+    expect_eq "cryptfuse, gocryptfs image: image = the squashfs gocryptfs encrypted" 0 "$?"
+    expect_match "cryptfuse, gocryptfs image: unsquashfs -l" "squashfs-root/marker" "$(unsquashfs -l "$WORK/mnt/image" 2>&1)"
+    fusermount3 -u "$WORK/mnt"; wait $FPID
+    cut_part "$GC/pass.sif" "$WORK/outer"
+    unsquashfs -q -d "$WORK/outer.d" "$WORK/outer" gocryptfs.conf > /dev/null 2>&1
+    mk=$(gocryptfs-xray -dumpmasterkey "$WORK/outer.d/gocryptfs.conf" < "$WORK/gpass.txt" 2> /dev/null | tr -d ' \n-')
+    expect_match "gocryptfs-xray dumps the master key" "^[0-9a-f]{64}$" "$mk"
+    { printf 'CAPSAKEY\002\040'; printf '%s' "$mk" | xxd -r -p; } > "$WORK/record"
+    start_fuse root "$WORK/mnt" "$GC/pass.sif" "$WORK/record" --volume-key-fd
+    expect_eq "cryptfuse --volume-key-fd, a key record with gocryptfs's master key: ready" 0 "$?"
+    cmp -s "$WORK/mnt/image" "$GC/pass.inner.sqfs"
+    expect_eq "cryptfuse --volume-key-fd (gocryptfs): image = the inner squashfs" 0 "$?"
+    fusermount3 -u "$WORK/mnt"; wait $FPID
+    printf 'wrong' > "$WORK/wrong.txt"
+    start_fuse root "$WORK/mnt" "$GC/pass.sif" "$WORK/wrong.txt"
+    wait $FPID; RC=$?
+    expect_eq "cryptfuse, gocryptfs, wrong passphrase: exit 255" 255 "$RC"
+    expect_match "cryptfuse, gocryptfs, wrong passphrase: the key does not open the image" \
+        "^FATAL: .*key does not open the encrypted image" "$(cat "$WORK/fuse.err")"
+    cp "$WORK/gpass.txt" "$WORK/ugpass.txt" && chown "$TUSER" "$WORK/ugpass.txt" && chmod 0600 "$WORK/ugpass.txt"
+    start_fuse user "$WORK/umnt" "$GC/pass.sif" "$WORK/ugpass.txt"
+    expect_eq "cryptfuse as $TUSER, gocryptfs image: ready" 0 "$?"
+    run_user "cmp $WORK/umnt/image $GC/pass.inner.sqfs && echo same"
+    expect_eq "cryptfuse as $TUSER, gocryptfs image: image = the inner squashfs" "same" "$OUT"
+    run_user "fusermount3 -u $WORK/umnt"
+    wait $FPID
+    rm -rf "$WORK/outer" "$WORK/outer.d" "$WORK/record" "$WORK"/*gpass.txt
+fi
 
 rm -f "$WORK"/*.part "$WORK"/secret.bin "$WORK"/*pass.txt
 no_leftover_mounts "no capsa mount left"

@@ -121,4 +121,61 @@ expect_eq "corrupted LUKS header: 255" "255" "$RC"
 expect_match "corrupted LUKS header: one FATAL line" "^FATAL: " "$OUT"
 sleep 0.3
 no_leftover_mounts "after the error cases: nothing mounted"
-expect_eq "after the error cases: no FUSE or helper process left" "" "$(pgrep -u "$U" -f 'cryptfuse|squashfuse_ll')"
+# (Servers of other runs by the same user may exist: only those holding
+# this test's images count.)
+servers_left () {
+    local p left=""
+    for p in $(pgrep -u "$U" -f 'cryptfuse|squashfuse_ll'); do
+        ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$WORK" && left="$left $p"
+    done
+    echo "$left"
+}
+expect_eq "after the error cases: no FUSE or helper process left" "" "$(servers_left)"
+
+# 5. The formats of others: a gocryptfs image (fs type 6) made with
+# gocryptfs and a LUKS2 image (512-byte sectors) made with cryptsetup,
+# both with a marker of this run: during a run as the user (setuid and
+# --userns), no file under /tmp, /var/tmp, /dev/shm or $HOME and no
+# environment or command line of the user's processes holds the marker or
+# the passphrase.
+MARKER2="capsa-marker2-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PASS2="pass2-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+mkdir "$WORK/tree2" && cp -a "$IMG_DIR/." "$WORK/tree2/" && echo "$MARKER2" > "$WORK/tree2/marker"
+_fx_gocryptfs_image "$WORK/tree2" "$WORK/gc.part" "$PASS2" && _fx_sif_apptainer "$WORK/gc.sif" "$WORK/gc.part" 6
+expect_eq "a gocryptfs image of this run (gocryptfs, mksquashfs -noD -noF)" 0 "$?"
+mksquashfs "$WORK/tree2" "$WORK/tree2.sqfs" -noappend -all-root -quiet -no-progress > /dev/null &&
+    printf '%s' "$PASS2" > "$WORK/pass2.txt" &&
+    _fx_luks_container "$WORK/tree2.sqfs" "$WORK/luks.part" 512 "$WORK/pass2.txt" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 &&
+    _fx_sif_apptainer "$WORK/luks.sif" "$WORK/luks.part" 5
+expect_eq "a LUKS2 image of this run (cryptsetup, 512-byte sectors)" 0 "$?"
+rm -rf "$WORK/tree2" "$WORK/tree2.sqfs" "$WORK/gc.part" "$WORK/gc.part.inner" "$WORK/luks.part" "$WORK/pass2.txt"
+chmod 0644 "$WORK/gc.sif" "$WORK/luks.sif"
+expect_eq "marker2 not in the encrypted SIFs" "0" "$(cat "$WORK/gc.sif" "$WORK/luks.sif" | grep -c -a "$MARKER2")"
+printf 'export CAPSA_ENCRYPTION_PASSPHRASE=%s\n' "$PASS2" > "$WORK/passenv2" && chmod 0644 "$WORK/passenv2"
+for img in gc luks; do
+    for how in "" "--userns"; do
+        what="$img ${how:-setuid}"
+        as_user "$U" ". $WORK/passenv2; exec $CAPSA exec $how $WORK/$img.sif sh -c 'cat /marker > /dev/null; sleep 4'" \
+            > "$WORK/bg.out" 2>&1 &
+        bg=$!
+        sleep 2.5
+        leaks=$(grep -rlsa -e "$MARKER2" -e "$PASS2" /tmp /var/tmp /dev/shm "$UHOME" 2>/dev/null |
+            grep -v -e "^$WORK/passenv2$" -e "^$RESULTS$" | head -3)
+        expect_eq "during a run ($what): marker and passphrase in no file under /tmp, /var/tmp, /dev/shm, \$HOME" "" "$leaks"
+        procleak=""
+        for p in $(pgrep -u "$U"; pgrep -f 'libexec/capsa|bin/capsa|squashfuse'); do
+            if cat "/proc/$p/environ" "/proc/$p/cmdline" 2>/dev/null | grep -qa -e "$PASS2" -e "$MARKER2"; then
+                procleak="$procleak $p:$(tr '\0' ' ' < "/proc/$p/cmdline" | head -c 80)"
+            fi
+        done
+        expect_eq "during a run ($what): no process has the passphrase or marker in environ or cmdline" "" "$procleak"
+        wait "$bg"
+        expect_eq "the background run ($what) ended well" "0:" "$?:$(cat "$WORK/bg.out")"
+    done
+done
+run_user "CAPSA_ENCRYPTION_PASSPHRASE=$PASS2 $CAPSA exec $WORK/gc.sif cat /marker"
+expect_eq "the gocryptfs image of this run runs" "$MARKER2" "$OUT"
+rm -f "$WORK/passenv2" "$WORK/bg.out"
+sleep 0.3
+no_leftover_mounts "after the runs of other formats: nothing mounted"
+expect_eq "after the runs of other formats: no FUSE server left" "" "$(servers_left)"
