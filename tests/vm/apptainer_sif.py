@@ -71,10 +71,14 @@ def create(out, part, message=None):
                 size = 0
                 with open(part, 'rb') as p:
                     while True:
-                        b = p.read(1 << 20)
+                        b = p.read(1 << 16)
                         if not b:
                             break
-                        f.write(b)
+                        # LUKS2's 16 MiB header is mostly zeros: keep the file sparse.
+                        if any(b):
+                            f.write(b)
+                        else:
+                            f.seek(len(b), os.SEEK_CUR)
                         size += len(b)
             else:
                 f.write(data)
@@ -83,6 +87,7 @@ def create(out, part, message=None):
                                    now, now, 0, 0, b'', extra))
             end = off + size
         descs += [b'\0' * DESC.size] * (DESC_CAPACITY - len(descs))
+        f.truncate(end)
         f.seek(DESC_OFFSET)
         f.write(b''.join(descs))
         f.seek(0)
