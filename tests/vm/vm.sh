@@ -33,7 +33,8 @@
 
 : "${CACHE:=${CAPSA_TEST_CACHE:-/var/cache/capsa-test}}"
 
-# Bump when the recipe (initramfs content, init, modules) changes.
+# Part of the key, with the text of the builder functions below: bump it
+# when something else changes what they make.
 _VM_RECIPE=vm-initramfs-v1
 # Modules loaded in this order (their dependencies first, from modules.dep).
 _VM_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
@@ -185,7 +186,7 @@ vm_fixture () {
 
 # vm_run [-t SECONDS] [-i INDIR] [-m MIB] SCRIPT [DISK...]
 vm_run () {
-    local timeout=300 indir="" mem=${CAPSA_VM_MEM:-512} OPTIND=1 opt fx tmp d ro rc args=()
+    local timeout=300 indir="" mem=${CAPSA_VM_MEM:-512} OPTIND=1 opt fx tmp d ro rc accel args=()
     while getopts t:i:m: opt; do
         case $opt in
         t) timeout=$OPTARG ;;
@@ -222,7 +223,10 @@ vm_run () {
         args+=(-drive "file=${d//,/,,},format=raw,if=virtio,cache=unsafe$ro")
     done
     : > "$tmp/out.log"
-    timeout -k 10 "$timeout" qemu-system-x86_64 -nodefaults -no-user-config -machine pc,accel=tcg \
+    # Software emulation (this machine has no KVM); KVM where there is one.
+    accel=tcg
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] && accel=kvm:tcg
+    timeout -k 10 "$timeout" qemu-system-x86_64 -nodefaults -no-user-config -machine "pc,accel=$accel" \
         -cpu max -smp 1 -m "$mem" -display none -monitor none -no-reboot \
         -kernel "$fx/vmlinuz" -initrd "$fx/initrd.img" \
         -append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
