@@ -23,6 +23,10 @@ packages=(
     # encrypted images: external format checks (cryptsetup, independent AES-XTS),
     # and gocryptfs images made the way Apptainer makes them (gocryptfs)
     cryptsetup-bin python3-cryptography gocryptfs
+    # the kernel's dm-crypt as a judge, in a VM (make check-vm, tests/vm/): qemu in software
+    # emulation; depmod (kmod) makes modules.dep for the unpacked, never installed, kernel
+    # package; cpio writes the initramfs
+    qemu-system-x86 kmod cpio
     # registry tests (tests/e2e/test_registry.sh)
     docker-registry apache2-utils skopeo umoci
 )
