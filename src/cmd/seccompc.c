@@ -1,7 +1,10 @@
 /* `tools seccomp-compile NAME`: compile the seccomp profile on standard
  * input into a BPF program on standard output.  Hidden: the starter runs it,
  * as nobody, for the administrator's 'seccomp profile' (it never parses
- * JSON itself, see src/runtime/security.c). */
+ * JSON itself, see src/runtime/security.c).  The starter does not say which
+ * capabilities the container gets, so every capability condition of the
+ * profile is unknown: rules that deny are kept, rules that allow are left
+ * out (see src/policy/seccomp_compile.h). */
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -22,7 +25,7 @@ cmd_seccomp_compile (int argc, char **argv)
     if (argc != 2)
         capsa_die ("usage: seccomp-compile NAME < PROFILE > PROGRAM");
     if (read_fd_all (STDIN_FILENO, 4 << 20, &text, &len, &err) < 0
-        || capsa_seccomp_compile (argv[1], text, len, STDOUT_FILENO, &err) < 0)
+        || capsa_seccomp_compile (argv[1], text, len, NULL, STDOUT_FILENO, &err) < 0)
         capsa_error_fatal (&err);
     return 0;
 }

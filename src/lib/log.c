@@ -7,6 +7,19 @@
 #include <string.h>
 
 static enum capsa_log_level current_level = CAPSA_LOG_INFO;
+static bool use_color;
+
+/* Apptainer's colours for the prefixes on a terminal. */
+static const char *const colors[] = {
+    [CAPSA_LOG_FATAL] = "\033[31m", [CAPSA_LOG_ERROR] = "\033[31m", [CAPSA_LOG_WARNING] = "\033[33m",
+    [CAPSA_LOG_INFO] = "\033[34m",  [CAPSA_LOG_VERBOSE] = "",         [CAPSA_LOG_DEBUG] = "",
+};
+
+void
+capsa_log_set_color (bool on)
+{
+    use_color = on;
+}
 
 static const char *const prefixes[] = {
     [CAPSA_LOG_FATAL] = "FATAL:   ",
@@ -38,7 +51,11 @@ vlog (enum capsa_log_level level, const char *fmt, va_list ap)
     if (level > current_level && level > CAPSA_LOG_ERROR)
         return;
     /* One write per message so lines from several processes do not mix. */
-    n = snprintf (buf, sizeof (buf), "%s", prefixes[level]);
+    if (use_color && colors[level][0])
+        n = snprintf (buf, sizeof (buf), "%s%.*s\033[0m%s", colors[level], (int) strcspn (prefixes[level], " "),
+                      prefixes[level], prefixes[level] + strcspn (prefixes[level], " "));
+    else
+        n = snprintf (buf, sizeof (buf), "%s", prefixes[level]);
     if (n < 0)
         return;
     vsnprintf (buf + n, sizeof (buf) - (size_t) n, fmt, ap);
