@@ -21,6 +21,9 @@ packages=(
     cryptsetup-bin python3-cryptography
     # registry tests (tests/e2e/test_registry.sh)
     docker-registry apache2-utils skopeo umoci
+    # the containers-common default seccomp profile, /usr/share/containers/seccomp.json
+    # (Docker format; tests/unit/test_seccomp.c, test_apptainer.sh, the fuzz corpus)
+    golang-github-containers-common
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -314,11 +314,13 @@ take_env (struct action *a)
     strv_free (&used);
 }
 
-/* The capabilities the container may get, for seccomp conditions (see
- * src/policy/seccomp_compile.h): root keeps what capsa.conf gives it, so
- * every capability is possible unless dropped; a user (and fakeroot) can
- * only get what was asked for with --add-caps and granted, which the
- * starter decides later.  Nothing is ever counted as certain. */
+/* The capabilities the container gets, for the capability conditions of
+ * seccomp profiles (src/policy/seccomp_compile.h).  Root: all of them but
+ * those dropped (root's default, 'root default capabilities = full'; with
+ * less, the kernel still refuses what a missing capability guards).  A
+ * user: at most the --add-caps the starter will grant, which it decides
+ * later, so those are unknown and the rest absent; under --fakeroot every
+ * capability is unknown.  Unknown only ever makes the filter stricter. */
 static struct capsa_seccomp_target
 seccomp_target (const struct action *a)
 {
@@ -331,8 +333,10 @@ seccomp_target (const struct action *a)
         add |= capsa_caps_parse (a->add_caps.v[i], &unknown);
     strv_free (&unknown);
     if (a->no_privs)
-        t.caps_maybe = 0;
-    else if (getuid () == 0 || a->fakeroot)
+        return t;
+    if (getuid () == 0)
+        t.caps_have = capsa_cap_all () & ~drop;
+    else if (a->fakeroot)
         t.caps_maybe = capsa_cap_all () & ~drop;
     else
         t.caps_maybe = add & ~drop;
