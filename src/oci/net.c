@@ -134,7 +134,7 @@ request (struct net_xfer *x, capsa_error_t *err)
         return capsa_error_make (err, 0, "cannot download %s: %s", x->url, *errbuf ? errbuf : curl_easy_strerror (rc));
     }
     if (status == 404)
-        return capsa_error_make (err, ENOENT, "%s: not found (HTTP 404)", x->url);
+        return capsa_error_make (err, 0, "%s: not found (HTTP 404)", x->url);
     if (status != 200)
         return capsa_error_make (err, 0, "%s: HTTP %ld", x->url, status);
     return 0;
