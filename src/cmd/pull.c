@@ -237,7 +237,7 @@ cmd_pull (int argc, char **argv)
         dir = capsa_optenv ("PULLFOLDER");
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long (argc, argv, "+FU", opts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, "FU", opts, NULL)) != -1) {
         switch (c) {
         case 'F': force = true; break;
         case 'N': capsa_cmd_set_no_https (); break;
