@@ -289,6 +289,10 @@ registry_login (int argc, char **argv)
     }
     if (optind != argc - 1)
         capsa_die ("usage: capsa registry login [--username USER] [--password-stdin] [--no-https] HOST");
+    /* Apptainer's APPTAINER_LOGIN_USERNAME / APPTAINER_LOGIN_PASSWORD. */
+    if (user == NULL)
+        user = capsa_optenv ("LOGIN_USERNAME");
+    const char *pass_env = pass_arg == NULL && !from_stdin ? capsa_optenv ("LOGIN_PASSWORD") : NULL;
     cleanup_free char *host = host_of (argv[optind]);
     cleanup_free char *uline = NULL;
     if (user == NULL) {
@@ -307,7 +311,7 @@ registry_login (int argc, char **argv)
         capsa_die ("registry login: invalid user name");
     if (pass_arg)
         warnf ("a password on the command line is visible to other users of this machine; prefer --password-stdin");
-    char *pass = pass_arg ? xstrdup (pass_arg) : read_secret ("Password: ", from_stdin);
+    char *pass = pass_arg ? xstrdup (pass_arg) : pass_env ? xstrdup (pass_env) : read_secret ("Password: ", from_stdin);
 
     struct capsa_oci_opts o;
     capsa_error_t err = NULL;
