@@ -139,6 +139,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE)
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 etc/bash-completion/capsa $(DESTDIR)$(BASHCOMPDIR)/capsa
+	$(if $(NO_APPTAINER_LINKS),,for n in apptainer singularity run-singularity; do ln -sfn capsa $(DESTDIR)$(BASHCOMPDIR)/$$n; done)
 
 uninstall:
 	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BINDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BINDIR)/$$n; done; true
@@ -146,6 +147,7 @@ uninstall:
 	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard docs/man/*.1))) \
 	      $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard docs/man/*.5))) $(DESTDIR)$(BASHCOMPDIR)/capsa
+	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BASHCOMPDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BASHCOMPDIR)/$$n; done; true
 
 unit: $(UNIT_BIN)
 
