@@ -115,8 +115,7 @@ static const struct help helps[] = {
     { "siftool", "capsa siftool ...", "Alias of 'capsa sif'.\n" },
     { "sif", "capsa sif list|info|header|dump|new|add|del|setprim ...",
       "Read and write SIF files; 'capsa sif --help' lists the subcommands.\n" },
-    { "inspect", "capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|--startscript|\n"
-                 "                     --list-apps|--all] [--json] [--app NAME] IMAGE",
+    { "inspect", "capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|--startscript|--list-apps|--all] [--json] [--app NAME] IMAGE",
       "Show an image's metadata (default: --labels).  --json prints the sections asked for as\n"
       "Apptainer's JSON, --all every section (as JSON); --list-apps lists the SCIF apps and\n"
       "--app NAME shows an app's sections.  From a SIF file's inspect-metadata.json\n"
