@@ -69,7 +69,7 @@ CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 # The light front end (bin/capsa): the commands that start containers and
 # read images, built with -DCAPSA_LIGHT; everything else is delegated to
 # the full front end (libexec/capsa/tools), see src/cmd/light.c.
-LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c src/cmd/sif.c \
+LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c src/cmd/sif.c src/cmd/envopt.c \
                src/cmd/capability.c src/cmd/light.c
 LIGHT_OBJ   := $(LIGHT_SRC:%.c=$(BUILDDIR)/light/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
@@ -148,6 +148,10 @@ $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
 	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
+	# Apptainer's names, for scripts, workflow tools and the
+	# "#!/usr/bin/env run-singularity" line of SIF files (src/cmd/main.c).
+	# NO_APPTAINER_LINKS=1 leaves them out (the .deb makes them alternatives).
+	$(if $(NO_APPTAINER_LINKS),,for n in apptainer singularity run-singularity; do ln -sfn capsa $(DESTDIR)$(BINDIR)/$$n; done)
 	install -m 0755 $(TOOLS) $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
 	install -m 0755 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
@@ -160,12 +164,15 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC)
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 etc/bash-completion/capsa $(DESTDIR)$(BASHCOMPDIR)/capsa
+	$(if $(NO_APPTAINER_LINKS),,for n in apptainer singularity run-singularity; do ln -sfn capsa $(DESTDIR)$(BASHCOMPDIR)/$$n; done)
 
 uninstall:
+	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BINDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BINDIR)/$$n; done; true
 	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard docs/man/*.1))) \
 	      $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard docs/man/*.5))) $(DESTDIR)$(BASHCOMPDIR)/capsa
+	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BASHCOMPDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BASHCOMPDIR)/$$n; done; true
 
 unit: $(UNIT_BIN)
 

@@ -29,6 +29,11 @@ packages=(
     qemu-system-x86 kmod cpio
     # registry tests (tests/e2e/test_registry.sh)
     docker-registry apache2-utils skopeo umoci
+    # the containers-common default seccomp profile, /usr/share/containers/seccomp.json
+    # (Docker format; tests/unit/test_seccomp.c, test_apptainer.sh, the fuzz corpus)
+    golang-github-containers-common
+    # the version parser Snakemake checks "apptainer --version" with (test_apptainer.sh)
+    python3-packaging
 )
 missing=()
 for p in "${packages[@]}"; do

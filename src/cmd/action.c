@@ -1,84 +1,368 @@
-/* exec, run, shell: the front end's part is small.  It turns CAPSA_*
- * variables into options (flags given on the command line come after them
- * and so win), and executes the starter, which parses and checks
- * everything again itself. */
+/* exec, run, shell, test: the front end's part is small.  It reads the
+ * option variables (CAPSA_X, APPTAINER_X, SINGULARITY_X: src/cmd/envopt.c)
+ * and the action's options, resolves images named by URI (oras://,
+ * docker://, http(s)://) to a SIF in the cache, compiles seccomp profiles,
+ * and executes the starter, which parses and checks everything again
+ * itself.  Options the starter knows are passed on as --NAME=VALUE; options
+ * of Apptainer that capsa does not implement are refused here with a
+ * precise message (docs/apptainer.md lists every one). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
 #include "config.h"
+#include "crypt/crypt.h"
 #include "lib/log.h"
 #include "lib/utils.h"
 #include "policy/seccomp_compile.h"
-#include "crypt/crypt.h"
+#include "runtime/caps.h"
 #include "sif/sif.h"
-#include <sys/stat.h>
 
-struct env_flag {
-    const char *var;
-    const char *flag;
-    bool boolean;
+/* What the front end does with an option of Apptainer's actions. */
+enum kind {
+    K_PASS,   /* the starter's: passed on as --NAME[=VALUE] */
+    K_FRONT,  /* the front end's own (handled below) */
+    K_NOOP,   /* accepted, nothing to do in capsa (said with -v) */
+    K_REFUSE, /* not implemented: fatal, with the reason */
 };
 
-static const struct env_flag env_flags[] = {
-    { "CAPSA_BIND", "--bind", false },      { "CAPSA_BINDPATH", "--bind", false },
-    { "CAPSA_HOME", "--home", false },      { "CAPSA_NO_HOME", "--no-home", true },
-    { "CAPSA_PWD", "--pwd", false },        { "CAPSA_CONTAIN", "--contain", true },
-    { "CAPSA_CONTAINALL", "--containall", true }, { "CAPSA_CLEANENV", "--cleanenv", true },
-    { "CAPSA_ENV_FILE", "--env-file", false }, { "CAPSA_PID", "--pid", true },
-    { "CAPSA_IPC", "--ipc", true },         { "CAPSA_UTS", "--uts", true },
-    { "CAPSA_HOSTNAME", "--hostname", false }, { "CAPSA_NET", "--net", true },
-    { "CAPSA_NETWORK", "--network", false }, { "CAPSA_USERNS", "--userns", true },
-    { "CAPSA_SHELL", "--shell", false },
-    { "CAPSA_ADD_CAPS", "--add-caps", false }, { "CAPSA_DROP_CAPS", "--drop-caps", false },
-    { "CAPSA_KEEP_PRIVS", "--keep-privs", true }, { "CAPSA_NO_PRIVS", "--no-privs", true },
+struct optdef {
+    const char *name; /* long name */
+    char shortname;   /* 0: none */
+    bool value;       /* takes a value */
+    enum kind kind;
+    const char *why;  /* K_REFUSE, K_NOOP: the reason */
 };
 
-static bool
-truthy (const char *v)
+/* Every option of Apptainer's exec/run/shell/test (cmd/internal/cli/
+ * action_flags.go), plus capsa's own. */
+static const struct optdef optdefs[] = {
+    { "add-caps", 0, true, K_PASS, NULL },
+    { "allow-setuid", 0, false, K_PASS, NULL },
+    { "app", 0, true, K_REFUSE, "SCIF apps are not supported" },
+    { "apply-cgroups", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "authfile", 0, true, K_FRONT, NULL },
+    { "bind", 'B', true, K_PASS, NULL },
+    { "blkio-weight", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "blkio-weight-device", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "boot", 0, false, K_REFUSE, "instances are not supported" },
+    { "cdi-dirs", 0, true, K_REFUSE, "CDI devices are not supported" },
+    { "cleanenv", 'e', false, K_PASS, NULL },
+    { "compat", 0, false, K_FRONT, NULL },
+    { "contain", 'c', false, K_PASS, NULL },
+    { "containall", 'C', false, K_FRONT, NULL },
+    { "containlibs", 0, true, K_REFUSE, "--containlibs (GPU library binding) is not supported" },
+    { "cpu-shares", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "cpus", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "cpuset-cpus", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "cpuset-mems", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "cwd", 0, true, K_PASS, NULL },
+    { "device", 0, true, K_REFUSE, "CDI devices are not supported" },
+    { "disable-cache", 0, false, K_FRONT, NULL },
+    { "dmtcp-launch", 0, true, K_REFUSE, "DMTCP checkpoints are not supported" },
+    { "dmtcp-restart", 0, true, K_REFUSE, "DMTCP checkpoints are not supported" },
+    { "dns", 0, true, K_REFUSE, "only --network none is supported" },
+    { "docker-host", 0, true, K_REFUSE, "docker-daemon images are not supported" },
+    { "docker-login", 0, false, K_REFUSE, "log in first with 'capsa registry login HOST'" },
+    { "docker-password", 0, true, K_FRONT, NULL },
+    { "docker-username", 0, true, K_FRONT, NULL },
+    { "drop-caps", 0, true, K_PASS, NULL },
+    { "env", 0, true, K_PASS, NULL },
+    { "env-file", 0, true, K_PASS, NULL },
+    { "fakeroot", 'f', false, K_PASS, NULL },
+    { "fusemount", 0, true, K_REFUSE, "--fusemount is not supported" },
+    { "home", 'H', true, K_PASS, NULL },
+    { "hostname", 0, true, K_PASS, NULL },
+    { "ignore-fakeroot-command", 0, false, K_NOOP, "capsa never runs a fakeroot command" },
+    { "ignore-subuid", 0, false, K_REFUSE, "--ignore-subuid is not supported" },
+    { "ignore-userns", 0, false, K_REFUSE, "--ignore-userns is not supported" },
+    { "intel-hpu", 0, false, K_REFUSE, "GPU and accelerator support is not implemented" },
+    { "ipc", 'i', false, K_PASS, NULL },
+    { "keep-privs", 0, false, K_PASS, NULL },
+    { "memory", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "memory-reservation", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "memory-swap", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "mount", 0, true, K_PASS, NULL },
+    { "net", 'n', false, K_PASS, NULL },
+    { "netns-path", 0, true, K_REFUSE, "joining a network namespace is not supported" },
+    { "network", 0, true, K_PASS, NULL },
+    { "network-args", 0, true, K_REFUSE, "only --network none is supported" },
+    { "no-env", 0, true, K_REFUSE, "--no-env is not supported" },
+    { "no-eval", 0, false, K_PASS, NULL },
+    { "no-home", 0, false, K_PASS, NULL },
+    { "no-https", 0, false, K_FRONT, NULL },
+    { "no-init", 0, false, K_PASS, NULL },
+    { "no-mount", 0, true, K_PASS, NULL },
+    { "no-nv", 0, false, K_NOOP, "capsa binds no GPU libraries" },
+    { "no-pid", 0, false, K_FRONT, NULL },
+    { "no-privs", 0, false, K_PASS, NULL },
+    { "no-rocm", 0, false, K_NOOP, "capsa binds no GPU libraries" },
+    { "no-umask", 0, false, K_PASS, NULL },
+    { "nohttps", 0, false, K_FRONT, NULL },
+    { "nv", 0, false, K_REFUSE, "GPU support (--nv) is not implemented" },
+    { "nvccli", 0, false, K_REFUSE, "GPU support (--nvccli) is not implemented" },
+    { "compat32", 0, false, K_REFUSE, "GPU support (--compat32) is not implemented" },
+    { "oom-kill-disable", 0, false, K_REFUSE, "cgroup resource limits are not supported" },
+    { "overlay", 'o', true, K_PASS, NULL },
+    { "passphrase", 0, false, K_FRONT, NULL },
+    { "pem-path", 0, true, K_FRONT, NULL },
+    { "pid", 'p', false, K_PASS, NULL },
+    { "pids-limit", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
+    { "pwd", 0, true, K_PASS, NULL },
+    { "rocm", 0, false, K_REFUSE, "GPU support (--rocm) is not implemented" },
+    { "runscript-timeout", 0, true, K_REFUSE, "--runscript-timeout is not supported" },
+    { "scratch", 'S', true, K_REFUSE, "--scratch is not supported (bind a directory of your own with -B)" },
+    { "security", 0, true, K_FRONT, NULL },
+    { "sharens", 0, false, K_REFUSE, "--sharens is not supported" },
+    { "shell", 's', true, K_PASS, NULL },
+    { "tmpdir", 0, true, K_FRONT, NULL },
+    { "underlay", 0, false, K_NOOP, "capsa always uses an overlay" },
+    { "unsquash", 0, false, K_NOOP, "capsa mounts squashfs images itself (FUSE where the kernel cannot)" },
+    { "userns", 'u', false, K_PASS, NULL },
+    { "uts", 0, false, K_PASS, NULL },
+    { "workdir", 'W', true, K_REFUSE, "--workdir is not supported (bind a directory of your own with -B)" },
+    { "writable", 'w', false, K_PASS, NULL },
+    { "writable-tmpfs", 0, false, K_PASS, NULL },
+    /* capsa's own, passed from here to the starter */
+    { "seccomp-fd", 0, true, K_REFUSE, "--seccomp-fd is given by capsa itself; use --security seccomp:PATH" },
+    { "key-fd", 0, true, K_REFUSE, "--key-fd is given by capsa itself; use --passphrase or --pem-path" },
+};
+
+/* Option variables of the actions (Apptainer's EnvKeys): KEY is read as
+ * CAPSA_KEY, APPTAINER_KEY, SINGULARITY_KEY (src/cmd/envopt.c).  A
+ * variable is used only when its option is not on the command line, except
+ * for --bind and --mount, whose variables add to the command line's (as in
+ * Apptainer).  Where several keys feed one option, the first set wins.
+ * The registry variables (NOHTTPS, AUTH_FILE, DOCKER_USERNAME, ...) are
+ * read where they are used, src/cmd/registry.c. */
+struct envdef {
+    const char *key;
+    const char *opt; /* long option name */
+};
+
+static const struct envdef envdefs[] = {
+    { "BIND", "bind" },           { "BINDPATH", "bind" },       { "MOUNT", "mount" },
+    { "HOME", "home" },           { "OVERLAY", "overlay" },     { "OVERLAYIMAGE", "overlay" },
+    { "SCRATCH", "scratch" },     { "SCRATCHDIR", "scratch" },  { "WORKDIR", "workdir" },
+    { "DISABLE_CACHE", "disable-cache" },
+    { "SHELL", "shell" },         { "CWD", "cwd" },             { "TARGET_CWD", "cwd" },
+    { "PWD", "pwd" },             { "TARGET_PWD", "pwd" },      { "HOSTNAME", "hostname" },
+    { "NETWORK", "network" },     { "NETWORK_ARGS", "network-args" },
+    { "DNS", "dns" },             { "SECURITY", "security" },   { "APPLY_CGROUPS", "apply-cgroups" },
+    { "CONTAINLIBS", "containlibs" }, { "FUSESPEC", "fusemount" },
+    { "FAKEROOT", "fakeroot" },   { "CLEANENV", "cleanenv" },   { "COMPAT", "compat" },
+    { "CONTAIN", "contain" },     { "CONTAINALL", "containall" }, { "NV", "nv" },
+    { "NVCCLI", "nvccli" },       { "COMPAT32", "compat32" },   { "ROCM", "rocm" },
+    { "WRITABLE", "writable" },   { "WRITABLE_TMPFS", "writable-tmpfs" },
+    { "NO_HOME", "no-home" },     { "NO_MOUNT", "no-mount" },   { "NOSHIMINIT", "no-init" },
+    { "NV_OFF", "no-nv" },        { "NO_NV", "no-nv" },         { "ROCM_OFF", "no-rocm" },
+    { "NO_ROCM", "no-rocm" },     { "PID", "pid" },             { "UNSHARE_PID", "pid" },
+    { "NO_PID", "no-pid" },       { "IPC", "ipc" },             { "UNSHARE_IPC", "ipc" },
+    { "NET", "net" },             { "UNSHARE_NET", "net" },     { "UTS", "uts" },
+    { "UNSHARE_UTS", "uts" },     { "USERNS", "userns" },       { "UNSHARE_USERNS", "userns" },
+    { "KEEP_PRIVS", "keep-privs" }, { "NO_PRIVS", "no-privs" }, { "ADD_CAPS", "add-caps" },
+    { "DROP_CAPS", "drop-caps" }, { "ALLOW_SETUID", "allow-setuid" }, { "NOENV", "no-env" },
+    { "ENV_FILE", "env-file" },   { "NO_UMASK", "no-umask" },   { "NO_EVAL", "no-eval" },
+    { "DMTCP_LAUNCH", "dmtcp-launch" }, { "DMTCP_RESTART", "dmtcp-restart" },
+    { "BLKIO_WEIGHT", "blkio-weight" }, { "BLKIO_WEIGHT_DEVICE", "blkio-weight-device" },
+    { "CPU_SHARES", "cpu-shares" }, { "CPUSET_CPUS", "cpuset-cpus" }, { "CPUSET_MEMS", "cpuset-mems" },
+    { "MEMORY", "memory" },       { "MEMORY_RESERVATION", "memory-reservation" },
+    { "MEMORY_SWAP", "memory-swap" }, { "OOM_KILL_DISABLE", "oom-kill-disable" },
+    { "PIDS_LIMIT", "pids-limit" }, { "UNSQUASH", "unsquash" },
+    { "IGNORE_SUBUID", "ignore-subuid" }, { "IGNORE_FAKEROOT_COMMAND", "ignore-fakeroot-command" },
+    { "IGNORE_USERNS", "ignore-userns" }, { "UNDERLAY", "underlay" }, { "SHARENS", "sharens" },
+    { "RUNSCRIPT_TIMEOUT", "runscript-timeout" }, { "NETNS_PATH", "netns-path" },
+    { "INTEL_HPU", "intel-hpu" },  { "APP", "app" },             { "APPNAME", "app" },
+    { "TMPDIR", "tmpdir" },
+};
+
+static const struct optdef *
+find_long (const char *name, size_t len)
 {
-    return strcmp (v, "1") == 0 || strcasecmp (v, "true") == 0 || strcasecmp (v, "yes") == 0;
+    for (size_t i = 0; i < ARRAY_SIZE (optdefs); i++)
+        if (strlen (optdefs[i].name) == len && strncmp (optdefs[i].name, name, len) == 0)
+            return &optdefs[i];
+    return NULL;
 }
 
-/* Options of the actions that take a separate value ("-B SRC"). */
-static bool
-takes_value (const char *a)
+static const struct optdef *
+find_short (char c)
 {
-    static const char *const with_value[] = { "-B", "--bind", "-H", "--home", "--pwd", "--env", "--env-file",
-                                              "--hostname", "--network", "-s", "--shell", "--add-caps",
-                                              "--drop-caps", "--seccomp-fd" };
-    if (strchr (a, '=') != NULL)
-        return false;
-    for (size_t i = 0; i < ARRAY_SIZE (with_value); i++)
-        if (strcmp (a, with_value[i]) == 0)
+    for (size_t i = 0; i < ARRAY_SIZE (optdefs); i++)
+        if (optdefs[i].shortname == c)
+            return &optdefs[i];
+    return NULL;
+}
+
+/* Everything gathered from the variables and the command line. */
+struct action {
+    const char *cmd;          /* exec, run, shell, test */
+    struct strv pass;         /* for the starter: --NAME[=VALUE] */
+    struct strv cmdline_opts; /* long names given on the command line */
+    struct strv security;     /* --security values */
+    struct strv add_caps, drop_caps;
+    bool passphrase, no_pid, compat, containall, no_privs, fakeroot, disable_cache;
+    const char *pem_path, *tmpdir;
+};
+
+static bool
+on_cmdline (const struct action *a, const char *name)
+{
+    for (size_t i = 0; i < a->cmdline_opts.n; i++)
+        if (strcmp (a->cmdline_opts.v[i], name) == 0)
             return true;
     return false;
+}
+
+/* One option, from the command line or a variable (FROM names it). */
+static void
+take (struct action *a, const struct optdef *d, const char *value, const char *from)
+{
+    switch (d->kind) {
+    case K_REFUSE:
+        capsa_die ("%s: %s (see docs/apptainer.md)", from, d->why);
+    case K_NOOP:
+        verbosef ("%s: ignored, %s", from, d->why);
+        return;
+    case K_PASS:
+        if (strcmp (d->name, "add-caps") == 0)
+            strv_push (&a->add_caps, value);
+        else if (strcmp (d->name, "drop-caps") == 0)
+            strv_push (&a->drop_caps, value);
+        else if (strcmp (d->name, "no-privs") == 0)
+            a->no_privs = true;
+        else if (strcmp (d->name, "fakeroot") == 0)
+            a->fakeroot = true;
+        strv_push_take (&a->pass, value ? xasprintf ("--%s=%s", d->name, value) : xasprintf ("--%s", d->name));
+        return;
+    case K_FRONT:
+        break;
+    }
+    const char *n = d->name;
+    if (strcmp (n, "security") == 0) {
+        strv_push (&a->security, value);
+    } else if (strcmp (n, "passphrase") == 0) {
+        a->passphrase = true;
+    } else if (strcmp (n, "pem-path") == 0) {
+        a->pem_path = value;
+    } else if (strcmp (n, "no-https") == 0 || strcmp (n, "nohttps") == 0) {
+        capsa_cmd_set_no_https ();
+    } else if (strcmp (n, "authfile") == 0) {
+        capsa_cmd_set_authfile (value);
+    } else if (strcmp (n, "docker-username") == 0) {
+        capsa_cmd_set_docker_user (value, NULL);
+    } else if (strcmp (n, "docker-password") == 0) {
+        capsa_cmd_set_docker_user (NULL, value);
+    } else if (strcmp (n, "disable-cache") == 0) {
+        a->disable_cache = true;
+    } else if (strcmp (n, "tmpdir") == 0) {
+        a->tmpdir = value;
+    } else if (strcmp (n, "no-pid") == 0) {
+        a->no_pid = true;
+    } else if (strcmp (n, "compat") == 0) {
+        a->compat = true;
+    } else if (strcmp (n, "containall") == 0) {
+        a->containall = true;
+    }
+}
+
+static void
+take_env (struct action *a)
+{
+    struct strv used = { 0 }; /* options already set from a variable */
+    for (size_t i = 0; i < ARRAY_SIZE (envdefs); i++) {
+        const struct envdef *e = &envdefs[i];
+        const struct optdef *d = find_long (e->opt, strlen (e->opt));
+        bool append = strcmp (e->opt, "bind") == 0 || strcmp (e->opt, "mount") == 0;
+        const char *name;
+        const char *v = capsa_optenv_which (e->key, &name);
+        if (v == NULL || d == NULL)
+            continue;
+        if (!append) {
+            bool seen = false;
+            for (size_t k = 0; k < used.n; k++)
+                seen = seen || strcmp (used.v[k], e->opt) == 0;
+            if (seen || on_cmdline (a, e->opt) || (strcmp (e->opt, "no-https") == 0 && on_cmdline (a, "nohttps")))
+                continue;
+            strv_push (&used, e->opt);
+        }
+        if (!d->value) {
+            bool b;
+            if (capsa_parse_bool (v, &b) < 0)
+                capsa_die ("%s='%s' is not a boolean (use 1, true, yes or 0, false, no)", name, v);
+            if (b)
+                take (a, d, NULL, name);
+            continue;
+        }
+        /* Lists as Apptainer reads them: --overlay and --security are
+         * lists of values, one option each here. */
+        if (strcmp (e->opt, "overlay") == 0 || strcmp (e->opt, "security") == 0) {
+            cleanup_free char *copy = xstrdup (v);
+            char *save = NULL;
+            for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save))
+                if (*trim (item))
+                    take (a, d, trim (item), name);
+            continue;
+        }
+        take (a, d, v, name);
+    }
+    strv_free (&used);
+}
+
+/* The capabilities the container gets, for the capability conditions of
+ * seccomp profiles (src/policy/seccomp_compile.h).  Root: all of them but
+ * those dropped (root's default, 'root default capabilities = full'; with
+ * less, the kernel still refuses what a missing capability guards).  A
+ * user: at most the --add-caps the starter will grant, which it decides
+ * later, so those are unknown and the rest absent; under --fakeroot every
+ * capability is unknown.  Unknown only ever makes the filter stricter. */
+static struct capsa_seccomp_target
+seccomp_target (const struct action *a)
+{
+    struct capsa_seccomp_target t = { 0 };
+    capsa_capset_t drop = 0, add = 0;
+    struct strv unknown = { 0 };
+    for (size_t i = 0; i < a->drop_caps.n; i++)
+        drop |= capsa_caps_parse (a->drop_caps.v[i], &unknown);
+    for (size_t i = 0; i < a->add_caps.n; i++)
+        add |= capsa_caps_parse (a->add_caps.v[i], &unknown);
+    strv_free (&unknown);
+    if (a->no_privs)
+        return t;
+    if (getuid () == 0)
+        t.caps_have = capsa_cap_all () & ~drop;
+    else if (a->fakeroot)
+        t.caps_maybe = capsa_cap_all () & ~drop;
+    else
+        t.caps_maybe = add & ~drop;
+    return t;
 }
 
 /* --security seccomp:PATH becomes --seccomp-fd=N (a sealed memfd holding
  * the compiled filter, inherited by the starter); other --security values
  * pass through for the starter to check. */
 static void
-add_security (struct strv *args, const char *value)
+add_security (struct action *a, const char *value, const struct capsa_seccomp_target *t)
 {
     capsa_error_t err = NULL;
     if (strncmp (value, "seccomp:", 8) != 0) {
-        strv_push_take (args, xasprintf ("--security=%s", value));
+        strv_push_take (&a->pass, xasprintf ("--security=%s", value));
         return;
     }
     if (value[8] == '\0')
         capsa_die ("invalid --security '%s' (expected seccomp:PATH)", value);
-    int fd = capsa_seccomp_compile_file (value + 8, &err);
+    int fd = capsa_seccomp_compile_file (value + 8, t, &err);
     if (fd < 0)
         capsa_error_fatal (&err);
     if (fcntl (fd, F_SETFD, 0) < 0)
         capsa_die ("cannot pass the seccomp filter: %s", strerror (errno));
-    strv_push_take (args, xasprintf ("--seccomp-fd=%d", fd));
+    strv_push_take (&a->pass, xasprintf ("--seccomp-fd=%d", fd));
 }
 
 /* Is IMAGE a SIF whose primary partition is encrypted (fs type 5, LUKS2,
@@ -175,25 +459,118 @@ prepare_key (const char *image, bool passphrase, const char *pem_path, struct st
 }
 #endif
 
+/* The script `capsa test` runs (as Apptainer's action script does):
+ * the image's /.singularity.d/test with the arguments, else a note. */
+static const char test_script[] = "if test -x /.singularity.d/test; then exec /.singularity.d/test \"$@\"; fi\n"
+                                  "echo 'INFO:    No test script found in container, exiting' >&2\n"
+                                  "exit 0\n";
+
+/* Parse the action's own options (up to IMAGE).  Returns the index of
+ * IMAGE (or argc). */
+static int
+parse_cmdline (struct action *a, int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+        char *arg = argv[i];
+        const struct optdef *d = NULL;
+        const char *value = NULL;
+        if (strcmp (arg, "--") == 0)
+            return i + 1;
+        if (arg[1] == '-') {
+            const char *eq = strchr (arg + 2, '=');
+            size_t len = eq ? (size_t) (eq - arg - 2) : strlen (arg + 2);
+            d = find_long (arg + 2, len);
+            if (d == NULL) {
+                /* Not Apptainer's: the starter's to know or refuse. */
+                strv_push (&a->pass, arg);
+                continue;
+            }
+            if (eq && !d->value)
+                capsa_die ("option '--%s' takes no value", d->name);
+            value = eq ? eq + 1 : NULL;
+        } else {
+            d = find_short (arg[1]);
+            if (d == NULL || (!d->value && arg[2] != '\0')) {
+                /* Unknown, or bundled short options ("-ce"): the
+                 * starter's to judge. */
+                strv_push (&a->pass, arg);
+                continue;
+            }
+            if (d->value && arg[2] != '\0')
+                value = arg + 2;
+        }
+        if (d->value && value == NULL) {
+            if (i + 1 >= argc)
+                capsa_die ("option '%s' needs a value", arg);
+            value = argv[++i];
+        }
+        strv_push (&a->cmdline_opts, d->name);
+        if (strcmp (d->name, "nohttps") == 0)
+            strv_push (&a->cmdline_opts, "no-https");
+        take (a, d, value, arg);
+    }
+    return i;
+}
+
+/* --compat, --containall, --no-pid: written out as the options the starter
+ * knows.  --compat is --containall --writable-tmpfs --no-init --no-umask
+ * --no-eval (Apptainer's actionPreRun); --containall is --contain
+ * --cleanenv --pid --ipc, without --pid under --no-pid. */
+static void
+expand (struct action *a)
+{
+    if (a->compat) {
+        a->containall = true;
+        strv_push (&a->pass, "--writable-tmpfs");
+        strv_push (&a->pass, "--no-init");
+        strv_push (&a->pass, "--no-umask");
+        strv_push (&a->pass, "--no-eval");
+    }
+    if (a->containall) {
+        strv_push (&a->pass, "--contain");
+        strv_push (&a->pass, "--cleanenv");
+        strv_push (&a->pass, "--ipc");
+        if (!a->no_pid)
+            strv_push (&a->pass, "--pid");
+    }
+    if (a->no_pid) {
+        /* Drop any --pid (from the command line or a variable). */
+        size_t k = 0;
+        for (size_t i = 0; i < a->pass.n; i++) {
+            if (strcmp (a->pass.v[i], "--pid") == 0 || strcmp (a->pass.v[i], "-p") == 0) {
+                free (a->pass.v[i]);
+                continue;
+            }
+            a->pass.v[k++] = a->pass.v[i];
+        }
+        a->pass.n = k;
+        a->pass.v[k] = NULL;
+    }
+}
+
 int
 cmd_action (int argc, char **argv)
 {
-    bool passphrase = false;
-    const char *pem_path = NULL;
+    struct action a = { .cmd = argv[0] };
     struct strv args = { 0 };
     const char *starter = CAPSA_LIBEXECDIR "/starter";
     const char *override = getenv ("CAPSA_STARTER");
+    bool test = strcmp (argv[0], "test") == 0;
 
     /* For development only: a starter outside the installation is never
      * setuid, so this cannot be used to gain anything. */
     if (override && *override && getuid () != 0)
         starter = override;
 
+    int img = parse_cmdline (&a, argc, argv);
+    take_env (&a);
+    expand (&a);
+
     strv_push (&args, "capsa-starter");
     switch (capsa_log_get_level ()) {
     case CAPSA_LOG_FATAL:
     case CAPSA_LOG_ERROR:
-    case CAPSA_LOG_WARNING:
         strv_push (&args, "-q");
         break;
     case CAPSA_LOG_VERBOSE:
@@ -203,65 +580,40 @@ cmd_action (int argc, char **argv)
         strv_push (&args, "-d");
         break;
     default:
+        /* --quiet shows warnings: the starter's default (it has no INFO). */
         break;
     }
-    strv_push (&args, argv[0]);
-    for (size_t i = 0; i < ARRAY_SIZE (env_flags); i++) {
-        const char *v = getenv (env_flags[i].var);
-        if (v == NULL || *v == '\0')
-            continue;
-        if (env_flags[i].boolean) {
-            if (truthy (v))
-                strv_push (&args, env_flags[i].flag);
-        } else {
-            strv_push_take (&args, xasprintf ("%s=%s", env_flags[i].flag, v));
-        }
+    if (capsa_config_file != NULL)
+        strv_push_take (&args, xasprintf ("--config=%s", capsa_config_file));
+    strv_push (&args, test ? "exec" : argv[0]);
+
+    /* The image first: a URI becomes the cached SIF (pulled when needed),
+     * as the user, before anything else. */
+    if (img < argc) {
+        char *cached = capsa_cmd_resolve_uri (argv[img], a.disable_cache, a.tmpdir);
+        if (cached != NULL)
+            argv[img] = cached;
     }
-    const char *sec = getenv ("CAPSA_SECURITY");
-    if (sec && *sec)
-        add_security (&args, sec);
-    /* The action's own options (up to IMAGE): seccomp profiles are
-     * compiled here, unprivileged, and handed over as descriptors. */
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        if (strcmp (a, "--") == 0)
-            break;
-        if (capsa_cmd_registry_flag (argc, argv, &i)) /* oras:// images: the front end's own */
-            continue;
-        /* Keys for encrypted images: the front end's own, never passed on. */
-        if (strcmp (a, "--passphrase") == 0) {
-            passphrase = true;
-            continue;
-        }
-        if (strcmp (a, "--pem-path") == 0 && i + 1 < argc) {
-            pem_path = argv[++i];
-            continue;
-        }
-        if (strncmp (a, "--pem-path=", 11) == 0) {
-            pem_path = a + 11;
-            continue;
-        }
-        if (strcmp (a, "--security") == 0 && i + 1 < argc) {
-            add_security (&args, argv[++i]);
-            continue;
-        }
-        if (strncmp (a, "--security=", 11) == 0) {
-            add_security (&args, a + 11);
-            continue;
-        }
-        strv_push (&args, a);
-        if (takes_value (a) && i + 1 < argc)
-            strv_push (&args, argv[++i]);
-    }
-    int img = i < argc && strcmp (argv[i], "--") == 0 ? i + 1 : i;
-    char *oras_sif = img < argc ? capsa_cmd_resolve_oras (argv[img]) : NULL;
-    if (oras_sif != NULL)
-        argv[img] = oras_sif; /* the cached SIF, pulled when needed */
+    struct capsa_seccomp_target t = seccomp_target (&a);
+    for (size_t i = 0; i < a.security.n; i++)
+        add_security (&a, a.security.v[i], &t);
+    for (size_t i = 0; i < a.pass.n; i++)
+        strv_push (&args, a.pass.v[i]);
     if (img < argc)
-        prepare_key (argv[img], passphrase, pem_path, &args);
-    for (; i < argc; i++)
+        prepare_key (argv[img], a.passphrase, a.pem_path, &args);
+    else if (a.passphrase || a.pem_path)
+        capsa_die ("%s: missing IMAGE", a.cmd);
+    if (img < argc && strcmp (argv[img - 1], "--") == 0)
+        strv_push (&args, "--");
+    for (int i = img; i < argc; i++) {
         strv_push (&args, argv[i]);
+        if (test && i == img) {
+            strv_push (&args, "/bin/sh");
+            strv_push (&args, "-c");
+            strv_push (&args, test_script);
+            strv_push (&args, "/.singularity.d/test");
+        }
+    }
     execv (starter, args.v);
     capsa_die ("cannot run the starter %s: %s", starter, strerror (errno));
 }

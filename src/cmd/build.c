@@ -75,11 +75,6 @@ cb_progress (const char *step, const char *line, void *data)
     cb_progress_shown = true;
 }
 
-static bool
-cb_truthy (const char *v)
-{
-    return v != NULL && (strcmp (v, "1") == 0 || strcasecmp (v, "true") == 0 || strcasecmp (v, "yes") == 0);
-}
 
 int
 cmd_build (int argc, char **argv)
@@ -99,14 +94,13 @@ cmd_build (int argc, char **argv)
     const char *pem = NULL;
     int c;
 
-    /* Flags from the environment, as for the actions; flags win. */
-    o.fakeroot = cb_truthy (getenv ("CAPSA_FAKEROOT"));
-    o.force = cb_truthy (getenv ("CAPSA_FORCE"));
-    o.sandbox = cb_truthy (getenv ("CAPSA_SANDBOX"));
-    o.notest = cb_truthy (getenv ("CAPSA_NOTEST"));
-    o.comp = getenv ("CAPSA_COMP");
-    if (o.comp != NULL && *o.comp == '\0')
-        o.comp = NULL;
+    /* Flags from the environment (CAPSA_, APPTAINER_, SINGULARITY_: see
+     * src/cmd/envopt.c), as for the actions; flags win. */
+    o.fakeroot = capsa_optenv_bool ("FAKEROOT") == 1;
+    o.force = capsa_optenv_bool ("FORCE") == 1;
+    o.sandbox = capsa_optenv_bool ("SANDBOX") == 1;
+    o.notest = capsa_optenv_bool ("NOTEST") == 1;
+    o.comp = capsa_optenv ("COMP");
     o.debootstrap_cache = getenv ("CAPSA_DEBOOTSTRAP_CACHE");
     if (o.debootstrap_cache != NULL && o.debootstrap_cache[0] != '/')
         capsa_die ("CAPSA_DEBOOTSTRAP_CACHE must be an absolute path, not '%s'", o.debootstrap_cache);

@@ -21,7 +21,11 @@ parse_type (const char *t)
         return "oras";
     if (strcmp (t, "blob") == 0 || strcmp (t, "blobs") == 0 || strcmp (t, "docker") == 0 || strcmp (t, "oci") == 0)
         return "blob";
-    capsa_die ("cache: unknown type '%s' (oras, blob, all)", t);
+    if (strcmp (t, "oci-tmp") == 0)
+        return "oci-tmp";
+    if (strcmp (t, "net") == 0)
+        return "net";
+    capsa_die ("cache: unknown type '%s' (oras, blob, oci-tmp, net, all)", t);
 }
 
 static int
@@ -46,7 +50,7 @@ cache_list (int argc, char **argv, const char *dir)
     capsa_error_t err = NULL;
     if (capsa_cache_list (dir, &e, &n, &err) < 0)
         capsa_error_fatal (&err);
-    printf ("%-5s %-20s %10s  %-16s  %s\n", "TYPE", "DIGEST", "SIZE", "LAST USED", "REFERENCE");
+    printf ("%-7s %-20s %10s  %-16s  %s\n", "TYPE", "DIGEST", "SIZE", "LAST USED", "REFERENCE");
     for (size_t i = 0; i < n; i++) {
         if (type && strcmp (type, e[i].kind) != 0)
             continue;
@@ -56,7 +60,7 @@ cache_list (int argc, char **argv, const char *dir)
         format_size (e[i].size, sz, sizeof (sz));
         if (localtime_r (&t, &tm) == NULL || strftime (when, sizeof (when), "%Y-%m-%d %H:%M", &tm) == 0)
             strcpy (when, "?");
-        printf ("%-5s %-20.19s %10s  %-16s  %s\n", e[i].kind, e[i].digest, sz, when, e[i].ref ? e[i].ref : "-");
+        printf ("%-7s %-20.19s %10s  %-16s  %s\n", e[i].kind, e[i].digest, sz, when, e[i].ref ? e[i].ref : "-");
         total += e[i].size;
         shown++;
     }
@@ -91,7 +95,10 @@ cache_clean (int argc, char **argv, const char *dir)
         if (!isatty (STDIN_FILENO))
             capsa_die ("cache clean: confirm with --force (or look first with --dry-run)");
         fprintf (stderr, "This removes %s from %s.\nDo you want to continue? [y/N] ",
-                 type ? (strcmp (type, "oras") == 0 ? "every pulled SIF image" : "every cached layer")
+                 type ? (strcmp (type, "oras") == 0      ? "every pulled SIF image"
+                         : strcmp (type, "blob") == 0    ? "every cached layer"
+                         : strcmp (type, "oci-tmp") == 0 ? "every SIF made from a docker:// image"
+                                                         : "every image downloaded by URL")
                       : "every cached image and layer",
                  dir);
         char buf[16];

@@ -213,6 +213,11 @@ cmd_capability (int argc, char **argv)
             capsa_die ("capability %s: unknown option '%s'", sub, argv[optind]);
         }
     }
+    /* Apptainer's APPTAINER_CAP_USER / APPTAINER_CAP_GROUP, for add and drop. */
+    if ((strcmp (sub, "add") == 0 || strcmp (sub, "drop") == 0) && user == NULL && group == NULL) {
+        user = capsa_optenv ("CAP_USER");
+        group = capsa_optenv ("CAP_GROUP");
+    }
     int nargs = argc - 1 - optind;
     char **args = argv + 1 + optind;
 

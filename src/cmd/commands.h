@@ -5,7 +5,12 @@
 #ifndef CAPSA_COMMANDS_H
 #define CAPSA_COMMANDS_H
 
-int cmd_action (int argc, char **argv);   /* exec, run, shell: src/cmd/action.c */
+#include <stdbool.h>
+
+#include "lib/error.h"
+
+int cmd_action (int argc, char **argv);   /* exec, run, shell, test: src/cmd/action.c */
+int cmd_run_help (int argc, char **argv); /* src/cmd/inspect.c */
 int cmd_sif (int argc, char **argv);      /* src/cmd/sif.c */
 int cmd_inspect (int argc, char **argv);  /* src/cmd/inspect.c */
 int cmd_build (int argc, char **argv);    /* src/cmd/build.c */
@@ -20,6 +25,26 @@ int cmd_help (int argc, char **argv);     /* src/cmd/main.c */
 
 /* The command line as main() received it (for handing it on). */
 extern char **capsa_main_argv;
+/* Global -c/--config FILE (passed to the starter as --config=FILE), or NULL. */
+extern const char *capsa_config_file;
+/* The name capsa was called by: "capsa", "apptainer" or "singularity"
+ * (for --version and messages). */
+extern const char *capsa_prog_name;
+/* The Apptainer release whose behaviour capsa follows, and the
+ * SingularityCE release "singularity --version" gives for it. */
+#define CAPSA_APPTAINER_LEVEL "1.5.3"
+#define CAPSA_SINGULARITY_LEVEL "3.9.5"
+
+/* Option variables (src/cmd/envopt.c): KEY is read as CAPSA_KEY, then
+ * APPTAINER_KEY, then SINGULARITY_KEY; the first set to something not
+ * blank wins (with a warning when APPTAINER_ and SINGULARITY_ differ).
+ * *name (may be NULL) receives the variable's name (static storage). */
+const char *capsa_optenv (const char *key);
+const char *capsa_optenv_which (const char *key, const char **name);
+/* A boolean variable: -1 unset, else 0 or 1; a value that is not a
+ * boolean (Go's strconv.ParseBool, plus yes/no) is fatal. */
+int capsa_optenv_bool (const char *key);
+int capsa_parse_bool (const char *v, bool *out);
 
 /* Light front end only: run PREFIX/libexec/capsa/tools with the same
  * command line (src/cmd/light.c). */
@@ -31,12 +56,14 @@ noreturn void capsa_delegate_to_tools (void);
 int capsa_print_help (const char *cmd);
 
 /* Registry access shared by push, pull, build and the actions (src/cmd/registry.c). */
-#include <stdbool.h>
 struct capsa_oci_opts;
 /* If argv[*i] is --no-https or --authfile[=FILE], remember it (advancing *i
  * past a separate value) and return true. */
 bool capsa_cmd_registry_flag (int argc, char **argv, int *i);
 void capsa_cmd_set_no_https (void);
+void capsa_cmd_set_authfile (const char *path);
+/* --docker-username / --docker-password (either may be NULL: unchanged). */
+void capsa_cmd_set_docker_user (const char *user, const char *password);
 /* Options from those flags and CAPSA_NO_HTTPS, CAPSA_AUTHFILE,
  * CAPSA_DOCKER_USERNAME/PASSWORD, with progress bars and notices. */
 void capsa_cmd_oci_opts (struct capsa_oci_opts *o);
@@ -44,5 +71,16 @@ void capsa_cmd_progress_done (void);
 /* The cached SIF of an oras:// IMAGE (pulled when needed; fatal on error),
  * or NULL when IMAGE is not an oras:// URI. */
 char *capsa_cmd_resolve_oras (const char *image);
+/* The same for every URI an action or inspect takes: oras://, docker://
+ * (converted once into the cache), http(s)://; other transports are
+ * refused; NULL when IMAGE is not a URI.  TMPDIR may be NULL. */
+char *capsa_cmd_resolve_uri (const char *image, bool disable_cache, const char *tmpdir);
+/* src/cmd/pull.c: docker:// converted into the cache (a SIF named by the
+ * manifest digest), and http(s):// images (cached, or a temporary file:
+ * *temporary). */
+struct capsa_oci_opts;
+int capsa_cmd_docker_cached (const char *uri, const struct capsa_oci_opts *o, char **path, capsa_error_t *err);
+int capsa_cmd_net_cached (const char *url, const struct capsa_oci_opts *o, char **path, bool *temporary,
+                          capsa_error_t *err);
 
 #endif

@@ -7,30 +7,39 @@
 static const char overview[] =
     "capsa: run programs inside container images, as yourself.\n"
     "\n"
-    "Usage: capsa [-q|-v|-d] COMMAND [options] ...\n"
+    "Usage: capsa [-q|-s|-v|-d] [--nocolor] [-c FILE] COMMAND [options] ...\n"
     "\n"
     "Commands:\n"
     "  exec      run a command inside an image\n"
     "  run       run the image's runscript\n"
     "  shell     start an interactive shell inside an image\n"
+    "  test      run the image's test script (%test)\n"
+    "  run-help  show the image's help text (%help)\n"
     "  inspect   show an image's labels, runscript, definition file, environment\n"
     "  build     build a SIF image or sandbox from a directory, an image or a definition file\n"
     "  encrypt   encrypt the root file system of a SIF image\n"
     "  push      upload a SIF image to an OCI registry (oras://)\n"
-    "  pull      download a SIF image from an OCI registry (oras://)\n"
+    "  pull      download an image: oras://, docker:// (made into a SIF), http(s)://\n"
     "  cache     list or clean the cache of pulled images\n"
     "  registry  log in to and out of OCI registries\n"
-    "  sif       read and write Singularity Image Format files\n"
+    "  sif       read and write Singularity Image Format files; alias: siftool\n"
     "  capability  manage capability grants (add, drop, list, avail); alias: caps\n"
     "  version   print capsa's version\n"
     "  help      show help for a command\n"
     "\n"
     "Global options:\n"
-    "  -q, --quiet     only print errors\n"
+    "  -q, --quiet     only print warnings and errors\n"
+    "  -s, --silent    only print errors\n"
     "  -v, --verbose   print what capsa does\n"
     "  -d, --debug     print everything\n"
+    "      --nocolor   no colours in messages\n"
+    "  -c, --config FILE  the configuration file (root, or without the setuid starter)\n"
+    "      --version   the version (as 'apptainer' or 'singularity': Apptainer's form)\n"
     "\n"
-    "Images: a directory, a squashfs file or a SIF file.\n"
+    "Images: a directory, a squashfs file or a SIF file; for exec, run, shell, test and\n"
+    "inspect also oras://, docker://, http:// and https:// URIs (through the cache).\n"
+    "capsa is also installed as apptainer, singularity and run-singularity; options take\n"
+    "their values from CAPSA_X, APPTAINER_X or SINGULARITY_X too (see docs/apptainer.md).\n"
     "Run 'capsa help COMMAND' for a command's options.\n";
 
 static const char action_options[] =
@@ -61,8 +70,26 @@ static const char action_options[] =
     "                                in setuid mode), selinux:LABEL, apparmor:PROFILE\n"
     "      --passphrase              encrypted image: ask for its passphrase\n"
     "      --pem-path FILE           encrypted image: its RSA private key (PEM)\n"
+    "      --cwd DIR                 start in DIR (as --pwd)\n"
+    "      --no-mount LIST           leave out default mounts (home, tmp, cwd, ...)\n"
+    "      --mount type=bind,source=SRC,destination=DST[,ro]   a bind, Docker's syntax\n"
+    "  -f, --fakeroot                be root inside a user namespace (subuid ranges)\n"
+    "      --writable-tmpfs          let the command write anywhere; gone after the run\n"
+    "  -o, --overlay DIR|IMG[:ro]    a persistent overlay\n"
+    "  -w, --writable                write into a sandbox or a SIF's overlay\n"
+    "      --no-init                 with --pid: no init as PID 1\n"
+    "      --no-eval                 do not evaluate --env values in a shell\n"
+    "      --no-umask                umask 0022 instead of the caller's\n"
+    "      --compat                  --containall --writable-tmpfs --no-init --no-umask --no-eval\n"
+    "      --no-pid                  no PID namespace, even with --containall\n"
+    "      --no-https, --authfile F  for oras:// and docker:// images\n"
+    "      --docker-username U, --docker-password P   registry credentials\n"
+    "      --tmpdir DIR              for converting docker:// images\n"
     "\n"
-    "Every option has a CAPSA_ variable (CAPSA_BIND, CAPSA_CONTAIN=1, ...); flags win.\n"
+    "Apptainer's options capsa lacks (--nv, --app, cgroup limits, ...) are refused with the\n"
+    "reason; docs/apptainer.md lists them all.  Every option has a variable CAPSA_X,\n"
+    "APPTAINER_X or SINGULARITY_X (CAPSA_BIND, APPTAINER_CONTAIN=1, SINGULARITY_BINDPATH,\n"
+    "...; the first of the three set wins; flags win over variables, -B and --mount add).\n"
     "Keys of encrypted images also come from CAPSA_ENCRYPTION_PASSPHRASE,\n"
     "CAPSA_ENCRYPTION_PEM_PATH or CAPSA_ENCRYPTION_PEM_DATA (APPTAINER_ and SINGULARITY_\n"
     "spellings too); they are never passed on in arguments or the environment.\n"
@@ -80,10 +107,18 @@ static const struct help helps[] = {
     { "run", "capsa run [options] IMAGE [ARGS...]",
       "Run the image's /.singularity.d/runscript with ARGS, or its /bin/sh when it has none.\n" },
     { "shell", "capsa shell [options] IMAGE", "Start an interactive shell inside IMAGE.\n" },
+    { "test", "capsa test [options] IMAGE [ARGS...]",
+      "Run the image's test script, /.singularity.d/test (a definition file's %test), with ARGS;\n"
+      "its exit status is passed on.  An image without one: a note, exit 0.\n" },
+    { "run-help", "capsa run-help [--app NAME] IMAGE",
+      "Print the image's help text (a definition file's %help), or say that it has none.\n" },
+    { "siftool", "capsa siftool ...", "Alias of 'capsa sif'.\n" },
     { "sif", "capsa sif list|info|header|dump|new|add|del|setprim ...",
       "Read and write SIF files; 'capsa sif --help' lists the subcommands.\n" },
-    { "inspect", "capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|--startscript|--json] IMAGE",
-      "Show an image's metadata (default: --labels).  From a SIF file's inspect-metadata.json\n"
+    { "inspect", "capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|--startscript|--list-apps|--all] [--json] [--app NAME] IMAGE",
+      "Show an image's metadata (default: --labels).  --json prints the sections asked for as\n"
+      "Apptainer's JSON, --all every section (as JSON); --list-apps lists the SCIF apps and\n"
+      "--app NAME shows an app's sections.  From a SIF file's inspect-metadata.json\n"
       "object when it has one, else from /.singularity.d inside the image (directory, squashfs\n"
       "or SIF).  Works without a key on encrypted images: their metadata is stored in clear.\n" },
     { "capability", "capsa capability add|drop CAPABILITIES [--user NAME] [--group NAME] | list [NAME] | avail [CAPABILITIES]",
@@ -110,9 +145,9 @@ static const struct help helps[] = {
       "      --pem-path FILE    encrypt for the RSA public key in FILE\n"
       "\n"
       "%post and %test run as root inside the new root: build as root or with --fakeroot;\n"
-      "debootstrap needs root.  OUT appears whole or not at all.  Environment: CAPSA_FAKEROOT,\n"
-      "CAPSA_FORCE, CAPSA_SANDBOX, CAPSA_NOTEST, CAPSA_COMP, CAPSA_DEBOOTSTRAP_CACHE (debootstrap\n"
-      "--cache-dir).  See docs/build.md.\n" },
+      "debootstrap needs root.  OUT appears whole or not at all.  Environment (CAPSA_, APPTAINER_\n"
+      "or SINGULARITY_ prefix): FAKEROOT, FORCE, SANDBOX, NOTEST, COMP; CAPSA_DEBOOTSTRAP_CACHE\n"
+      "(debootstrap --cache-dir).  See docs/build.md.\n" },
     { "encrypt", "capsa encrypt [--passphrase | --pem-path PUBLIC.pem] [--force] IN.sif OUT.sif",
       "Write OUT.sif: IN.sif with its root file system (the primary squashfs partition)\n"
       "encrypted, every other object kept.  Signatures are dropped (they no longer match).\n"
@@ -138,24 +173,33 @@ static const struct help helps[] = {
       "\n"
       "Log in first with 'capsa registry login' when the registry asks for it.  See\n"
       "docs/registries.md.\n" },
-    { "pull", "capsa pull [--force] [--no-https] [--authfile FILE] [--arch ARCH] [--dir DIR] [--disable-cache] [OUT.sif] oras://HOST/REPO[:TAG|@DIGEST]",
-      "Download a SIF image pushed as an ORAS artifact (by capsa or Apptainer) to OUT.sif\n"
-      "(default NAME_TAG.sif), through the cache.  The image is checked against its sha256\n"
-      "digest; on a mismatch nothing is kept.\n"
+    { "pull", "capsa pull [--name FILE | --dir DIR] [--force] [--no-https] [--authfile FILE] [--arch ARCH]\n"
+              "                  [--disable-cache] [--sandbox] [OUT] oras://...|docker://...|https://...|http://...",
+      "Download an image to FILE (or OUT; default Apptainer's name, NAME_TAG.sif or the URL's last\n"
+      "part), through the cache:\n"
+      "  oras://HOST/REPO[:TAG|@DIGEST]  a SIF pushed as an ORAS artifact (checked against its digest)\n"
+      "  docker://REF                    an OCI/Docker image, made into a SIF once (cached by the\n"
+      "                                  digest of its manifest; layers cached too)\n"
+      "  https://URL, http://URL         a SIF or squashfs file (cached by URL and Last-Modified)\n"
       "\n"
-      "Options:\n"
-      "  -F, --force           replace an existing OUT.sif\n"
-      "      --no-https        plain HTTP (a registry on a private address)\n"
+      "Options (they may also follow the URI):\n"
+      "      --name FILE       the file to write\n"
+      "      --dir DIR         put it in DIR\n"
+      "  -F, --force           replace an existing file (otherwise an error)\n"
+      "      --no-https        plain HTTP for oras:// and docker:// (a registry on a private address)\n"
       "      --authfile FILE   credentials file (default $HOME/.capsa/registry.json)\n"
       "      --arch ARCH       the variant of a multi-architecture image (default: this machine's)\n"
-      "      --dir DIR         put OUT.sif in DIR\n"
-      "      --disable-cache   download straight to OUT.sif\n"
+      "      --disable-cache   no cache: download or build straight into the file\n"
+      "      --sandbox         docker:// only: a sandbox directory instead of a SIF\n"
       "\n"
-      "exec, run, shell and inspect take oras:// images too: they are pulled into the cache\n"
-      "once and run from there (--no-https and --authfile work there as well).\n" },
-    { "cache", "capsa cache list [--type oras|blob|all] | clean [--force] [--dry-run] [--type oras|blob|all]",
-      "The per-user cache of pulled SIF images (oras) and image layers (blob), named by their\n"
-      "sha256 digest: $CAPSA_CACHEDIR, default $HOME/.capsa/cache (mode 0700).\n"
+      "Variables: PULL_NAME, PULLDIR (PULLFOLDER), FORCE, DISABLE_CACHE, NO_HTTPS, AUTH_FILE,\n"
+      "DOCKER_USERNAME, DOCKER_PASSWORD, CACHEDIR, each as CAPSA_X, APPTAINER_X or\n"
+      "SINGULARITY_X.  exec, run, shell, test and inspect take the same URIs: they are pulled\n"
+      "into the cache once and run from there.  See docs/registries.md, docs/apptainer.md.\n" },
+    { "cache", "capsa cache list [--type oras|blob|oci-tmp|net|all] | clean [--force] [--dry-run] [--type ...]",
+      "The per-user cache of pulled SIF images (oras), image layers (blob), SIF images made from\n"
+      "docker:// images (oci-tmp) and images downloaded by URL (net), named by sha256 digests:\n"
+      "$CAPSA_CACHEDIR, else $APPTAINER_CACHEDIR/capsa, default $HOME/.capsa/cache (mode 0700).\n"
       "\n"
       "  list     what is cached: type, digest, size, last use, the reference last pulled\n"
       "  clean    remove cached files; asks first unless -f/--force; -n/--dry-run only counts\n" },
@@ -165,7 +209,9 @@ static const struct help helps[] = {
       "(default $HOME/.capsa/registry.json, mode 0600, Docker's format); the password is read\n"
       "from the terminal without echo, or with --password-stdin as the first line of standard\n"
       "input.  It is never printed.  logout removes them; list shows hosts and user names.\n" },
-    { "version", "capsa version", "Print capsa's version.\n" },
+    { "version", "capsa version",
+      "Print capsa's version and the Apptainer release it follows.  Called as 'apptainer' or\n"
+      "'singularity', print the bare version Apptainer's 'version' prints (docs/apptainer.md).\n" },
     { "help", "capsa help [COMMAND]", "Show help for COMMAND.\n" },
 };
 
@@ -180,7 +226,8 @@ capsa_print_help (const char *cmd)
         if (strcmp (helps[i].cmd, cmd) != 0)
             continue;
         printf ("Usage: %s\n\n%s", helps[i].usage, helps[i].body);
-        if (strcmp (cmd, "exec") == 0 || strcmp (cmd, "run") == 0 || strcmp (cmd, "shell") == 0)
+        if (strcmp (cmd, "exec") == 0 || strcmp (cmd, "run") == 0 || strcmp (cmd, "shell") == 0
+            || strcmp (cmd, "test") == 0)
             printf ("\n%s", action_options);
         return 0;
     }

@@ -55,15 +55,58 @@ cmp_str (const void *a, const void *b)
     return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
-/* Attributes from a /.singularity.d tree (SD is a descriptor of the
+/* Attributes of one metadata directory SD (/.singularity.d, or an app's
+ * /scif/apps/NAME/scif), added to ATTRS; ENVPREFIX names its env/ in the
+ * image ("/.singularity.d/env"). */
+static void attrs_from_dir (int sd, json_object *attrs, const char *envprefix);
+
+/* SCIF apps: /scif/apps/NAME/scif of each app, as Apptainer lists them. */
+static void
+apps_from_tree (int rootfd, json_object *attrs)
+{
+    cleanup_close int ad = openat (rootfd, "scif/apps", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    DIR *d = ad >= 0 ? fdopendir (ad) : NULL;
+    if (d == NULL)
+        return;
+    ad = -1;
+    json_object *apps = json_object_new_object ();
+    for (struct dirent *e; (e = readdir (d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        cleanup_free char *sub = xasprintf ("%s/scif", e->d_name);
+        cleanup_close int sd = openat (dirfd (d), sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (sd < 0)
+            continue;
+        json_object *app = json_object_new_object ();
+        cleanup_free char *envprefix = xasprintf ("/scif/apps/%s/scif/env", e->d_name);
+        attrs_from_dir (sd, app, envprefix);
+        json_object_object_add (apps, e->d_name, app);
+    }
+    closedir (d);
+    if (json_object_object_length (apps) > 0)
+        json_object_object_add (attrs, "apps", apps);
+    else
+        json_object_put (apps);
+}
+
+/* Attributes from a /.singularity.d tree (ROOTFD is a descriptor of the
  * directory that holds ".singularity.d"). */
 static json_object *
 attrs_from_tree (int rootfd)
 {
     json_object *attrs = json_object_new_object ();
     cleanup_close int sd = openat (rootfd, ".singularity.d", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    apps_from_tree (rootfd, attrs);
     if (sd < 0)
         return attrs;
+    attrs_from_dir (sd, attrs, "/.singularity.d/env");
+    add_string (attrs, "deffile", read_text (sd, "Singularity"));
+    return attrs;
+}
+
+static void
+attrs_from_dir (int sd, json_object *attrs, const char *envprefix)
+{
     cleanup_free char *labels = read_text (sd, "labels.json");
     if (labels) {
         json_object *l = json_tokener_parse (labels);
@@ -76,7 +119,6 @@ attrs_from_tree (int rootfd)
     add_string (attrs, "startscript", read_text (sd, "startscript"));
     add_string (attrs, "test", read_text (sd, "test"));
     add_string (attrs, "helpfile", read_text (sd, "runscript.help"));
-    add_string (attrs, "deffile", read_text (sd, "Singularity"));
 
     int envfd = openat (sd, "env", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     DIR *d = envfd >= 0 ? fdopendir (envfd) : NULL;
@@ -90,7 +132,7 @@ attrs_from_tree (int rootfd)
             qsort (names.v, names.n, sizeof (char *), cmp_str);
         for (size_t i = 0; i < names.n; i++) {
             cleanup_free char *text = read_text (dirfd (d), names.v[i]);
-            cleanup_free char *key = xasprintf ("/.singularity.d/env/%s", names.v[i]);
+            cleanup_free char *key = xasprintf ("%s/%s", envprefix, names.v[i]);
             if (text && *text)
                 json_object_object_add (env, key, json_object_new_string (text));
         }
@@ -100,7 +142,6 @@ attrs_from_tree (int rootfd)
     } else if (envfd >= 0) {
         close (envfd);
     }
-    return attrs;
 }
 
 /* Extract /.singularity.d of a squashfs (at OFFSET in FD) with unsquashfs,
@@ -130,7 +171,10 @@ attrs_from_squashfs (int fd, uint64_t offset, capsa_error_t *err)
             dup2 (devnull, STDERR_FILENO);
         }
         fcntl (fd, F_SETFD, 0);
-        execlp ("unsquashfs", "unsquashfs", "-n", "-o", off, "-d", dst, src, ".singularity.d", (char *) NULL);
+        execlp ("unsquashfs", "unsquashfs", "-n", "-o", off, "-d", dst, src, ".singularity.d",
+                "scif/apps/*/scif/runscript", "scif/apps/*/scif/startscript", "scif/apps/*/scif/test",
+                "scif/apps/*/scif/labels.json", "scif/apps/*/scif/runscript.help", "scif/apps/*/scif/env",
+                (char *) NULL);
         _exit (127);
     }
     if (pid < 0 || waitpid (pid, &status, 0) < 0) {
@@ -284,6 +328,75 @@ print_what (json_object *attrs, enum what w, const char *image)
     return 0;
 }
 
+/* The attributes of IMAGE (a path or a URI), as the user. */
+static json_object *
+load_attrs (char **image, bool *encrypted)
+{
+    struct capsa_image img;
+    capsa_error_t err = NULL;
+    json_object *attrs = NULL;
+    char *cached = capsa_cmd_resolve_uri (*image, false, NULL);
+    if (cached != NULL)
+        *image = cached; /* the cached SIF, pulled when needed */
+
+    if (capsa_image_open (&img, *image, &err) < 0 && img.kind != IMAGE_SIF)
+        capsa_error_fatal (&err);
+    if (err != NULL) {
+        /* A SIF that cannot be run here (another architecture, encrypted)
+         * can still be inspected. */
+        capsa_error_free (&err);
+        img.fd = open (*image, O_RDONLY | O_CLOEXEC);
+        if (img.fd < 0)
+            capsa_die ("image %s: %s", *image, strerror (errno));
+    }
+    switch (img.kind) {
+    case IMAGE_DIR: {
+        char buf[64];
+        snprintf (buf, sizeof (buf), "/proc/self/fd/%d", img.fd);
+        int rootfd = open (buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+            capsa_die ("image %s: %s", *image, strerror (errno));
+        attrs = attrs_from_tree (rootfd);
+        close (rootfd);
+        break;
+    }
+    case IMAGE_SQUASHFS:
+        attrs = attrs_from_squashfs (img.fd, 0, &err);
+        break;
+    case IMAGE_SIF:
+        attrs = attrs_from_sif (img.fd, *image, encrypted, &err);
+        break;
+    }
+    if (attrs == NULL)
+        capsa_error_fatal (&err);
+    capsa_image_close (&img);
+    return attrs;
+}
+
+/* The attributes of app NAME (an empty object when there is none). */
+static json_object *
+app_attrs (json_object *attrs, const char *name)
+{
+    json_object *apps, *app;
+    if (json_object_object_get_ex (attrs, "apps", &apps) && json_object_is_type (apps, json_type_object)
+        && json_object_object_get_ex (apps, name, &app) && json_object_is_type (app, json_type_object))
+        return json_object_get (app);
+    return json_object_new_object ();
+}
+
+static void
+list_apps (json_object *attrs)
+{
+    json_object *apps;
+    struct strv keys = { 0 };
+    if (!json_object_object_get_ex (attrs, "apps", &apps) || !json_object_is_type (apps, json_type_object))
+        return;
+    sorted_keys (apps, &keys);
+    for (size_t i = 0; i < keys.n; i++)
+        printf ("%s\n", keys.v[i]);
+    strv_free (&keys);
+}
+
 int
 cmd_inspect (int argc, char **argv)
 {
@@ -292,13 +405,13 @@ cmd_inspect (int argc, char **argv)
         { "deffile", no_argument, NULL, 'd' },    { "environment", no_argument, NULL, 'e' },
         { "helpfile", no_argument, NULL, 'H' },   { "test", no_argument, NULL, 't' },
         { "startscript", no_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
-        { "no-https", no_argument, NULL, 'N' },
+        { "all", no_argument, NULL, 'A' },        { "list-apps", no_argument, NULL, 'L' },
+        { "app", required_argument, NULL, 'a' },
+        { "no-https", no_argument, NULL, 'N' },   { "nohttps", no_argument, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
-    bool want[7] = { false }, json = false, any = false, encrypted = false;
-    struct capsa_image img;
-    capsa_error_t err = NULL;
-    json_object *attrs = NULL;
+    bool want[7] = { false }, json = false, any = false, encrypted = false, all = false, apps = false;
+    const char *app = NULL;
     int c;
 
     optind = 0;
@@ -313,65 +426,98 @@ cmd_inspect (int argc, char **argv)
         case 't': want[W_TEST] = any = true; break;
         case 's': want[W_STARTSCRIPT] = any = true; break;
         case 'j': json = true; break;
+        case 'A': all = json = true; break;
+        case 'L': apps = any = true; break;
+        case 'a': app = optarg; break;
         case 'N': capsa_cmd_set_no_https (); break;
         default:
             capsa_die ("inspect: unknown option '%s' (see 'capsa help inspect')", argv[optind - 1]);
         }
     }
     if (optind != argc - 1)
-        capsa_die ("usage: capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--json] IMAGE");
-    if (!any)
+        capsa_die ("usage: capsa inspect [--labels|--runscript|--deffile|--environment|--helpfile|--test|"
+                   "--startscript|--list-apps|--all] [--json] [--app NAME] IMAGE");
+    /* Labels by default, as Apptainer; --all is every section, as JSON. */
+    if (!any || all)
         want[W_LABELS] = true;
-    char *oras_sif = capsa_cmd_resolve_oras (argv[optind]);
-    if (oras_sif != NULL)
-        argv[optind] = oras_sif; /* the cached SIF, pulled when needed */
-
-    if (capsa_image_open (&img, argv[optind], &err) < 0 && img.kind != IMAGE_SIF)
-        capsa_error_fatal (&err);
-    if (err != NULL) {
-        /* A SIF that cannot be run here (another architecture, encrypted)
-         * can still be inspected. */
-        capsa_error_free (&err);
-        img.fd = open (argv[optind], O_RDONLY | O_CLOEXEC);
-        if (img.fd < 0)
-            capsa_die ("image %s: %s", argv[optind], strerror (errno));
-    }
-    switch (img.kind) {
-    case IMAGE_DIR: {
-        char buf[64];
-        snprintf (buf, sizeof (buf), "/proc/self/fd/%d", img.fd);
-        int rootfd = open (buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (rootfd < 0)
-            capsa_die ("image %s: %s", argv[optind], strerror (errno));
-        attrs = attrs_from_tree (rootfd);
-        close (rootfd);
-        break;
-    }
-    case IMAGE_SQUASHFS:
-        attrs = attrs_from_squashfs (img.fd, 0, &err);
-        break;
-    case IMAGE_SIF:
-        attrs = attrs_from_sif (img.fd, argv[optind], &encrypted, &err);
-        break;
-    }
-    if (attrs == NULL)
-        capsa_error_fatal (&err);
+    json_object *attrs = load_attrs (&argv[optind], &encrypted);
     if (encrypted)
         infof ("the root file system of %s is encrypted; this metadata is stored in clear", argv[optind]);
 
     if (json) {
+        /* The sections asked for (all with --all), in Apptainer's shape:
+         * {"data":{"attributes":{...}},"type":"container"}. */
+        static const char *const keys[] = { [W_LABELS] = "labels",     [W_RUNSCRIPT] = "runscript",
+                                            [W_DEFFILE] = "deffile",   [W_ENVIRONMENT] = "environment",
+                                            [W_HELPFILE] = "helpfile", [W_TEST] = "test",
+                                            [W_STARTSCRIPT] = "startscript" };
+        json_object *out = json_object_new_object (), *v;
+        for (int w = 0; w < 7; w++)
+            if ((all || want[w]) && json_object_object_get_ex (attrs, keys[w], &v))
+                json_object_object_add (out, keys[w], json_object_get (v));
+        if ((all || apps || app) && json_object_object_get_ex (attrs, "apps", &v)) {
+            if (app && !all) {
+                json_object *one = json_object_new_object ();
+                json_object_object_add (one, app, app_attrs (attrs, app));
+                json_object_object_add (out, "apps", one);
+            } else {
+                json_object_object_add (out, "apps", json_object_get (v));
+            }
+        }
         json_object *root = json_object_new_object (), *data = json_object_new_object ();
-        json_object_object_add (data, "attributes", json_object_get (attrs));
+        json_object_object_add (data, "attributes", out);
         json_object_object_add (root, "data", data);
         json_object_object_add (root, "type", json_object_new_string ("container"));
         puts (json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put (root);
     } else {
-        for (int w = 0; w < 7; w++)
-            if (want[w])
-                print_what (attrs, (enum what) w, argv[optind]);
+        json_object *shown = app ? app_attrs (attrs, app) : json_object_get (attrs);
+        if (apps)
+            list_apps (attrs);
+        /* Apptainer's order of sections. */
+        static const enum what order[]
+            = { W_DEFFILE, W_RUNSCRIPT, W_STARTSCRIPT, W_TEST, W_HELPFILE, W_ENVIRONMENT, W_LABELS };
+        for (size_t k = 0; k < ARRAY_SIZE (order); k++)
+            if (want[order[k]] && !(app && order[k] == W_DEFFILE))
+                print_what (order[k] == W_DEFFILE ? attrs : shown, order[k], argv[optind]);
+        json_object_put (shown);
     }
     json_object_put (attrs);
-    capsa_image_close (&img);
+    return 0;
+}
+
+/* capsa run-help [--app NAME] IMAGE: the image's help text (%help). */
+int
+cmd_run_help (int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "app", required_argument, NULL, 'a' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *app = NULL;
+    bool encrypted = false;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long (argc, argv, "+", opts, NULL)) != -1) {
+        if (c == 'a')
+            app = optarg;
+        else
+            capsa_die ("run-help: unknown option '%s' (see 'capsa help run-help')", argv[optind - 1]);
+    }
+    if (optind != argc - 1)
+        capsa_die ("usage: capsa run-help [--app NAME] IMAGE");
+    struct stat st;
+    if (strstr (argv[optind], "://") == NULL && stat (argv[optind], &st) < 0)
+        capsa_die ("container not found: %s: %s", argv[optind], strerror (errno));
+    json_object *attrs = load_attrs (&argv[optind], &encrypted);
+    json_object *shown = app ? app_attrs (attrs, app) : json_object_get (attrs);
+    const char *help = get_str (shown, "helpfile");
+    if (help == NULL || *help == '\0')
+        puts ("No help sections were defined for this image");
+    else
+        print_text (help);
+    json_object_put (shown);
+    json_object_put (attrs);
     return 0;
 }

@@ -4,7 +4,7 @@
  * links only what exec/run/shell/inspect/sif/capability need.  Commands
  * and cases that need the heavy libraries (libcurl, libarchive,
  * libcryptsetup, OpenSSL: build, encrypt, push, pull, cache, registry,
- * oras:// images, encrypted images) are handed, with the original command
+ * images named by URI, encrypted images) are handed, with the original command
  * line, to PREFIX/libexec/capsa/tools, the same front end built with
  * everything.  Neither is privileged. */
 #ifdef CAPSA_LIGHT
@@ -50,10 +50,25 @@ capsa_cmd_registry_flag (int argc, char **argv, int *i)
     return false;
 }
 
+/* Registry settings only matter for images named by URI, which the full
+ * front end resolves (capsa_cmd_resolve_uri below hands them over with the
+ * whole command line): nothing to keep here. */
 void
 capsa_cmd_set_no_https (void)
 {
-    capsa_delegate_to_tools ();
+}
+
+void
+capsa_cmd_set_authfile (const char *path)
+{
+    (void) path;
+}
+
+void
+capsa_cmd_set_docker_user (const char *user, const char *password)
+{
+    (void) user;
+    (void) password;
 }
 
 char *
@@ -63,6 +78,21 @@ capsa_cmd_resolve_oras (const char *image)
         capsa_delegate_to_tools ();
     return NULL;
 }
+
+char *
+capsa_cmd_resolve_uri (const char *image, bool disable_cache, const char *tmpdir)
+{
+    (void) disable_cache;
+    (void) tmpdir;
+    /* Any TRANSPORT:... (oras://, docker://, http(s)://, library://, ...):
+     * the full front end resolves or refuses it. */
+    size_t n = strcspn (image, ":/");
+    if (n > 0 && image[n] == ':' && (strncmp (image + n, "://", 3) == 0 || strncmp (image, "docker-", 7) == 0
+                                     || strncmp (image, "oci", 3) == 0))
+        capsa_delegate_to_tools ();
+    return NULL;
+}
+
 #else
 /* ISO C forbids an empty translation unit. */
 typedef int capsa_light_unused;

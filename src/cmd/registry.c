@@ -4,6 +4,7 @@
  * shell and inspect call before they look at an image. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
@@ -16,12 +17,21 @@
 
 static bool g_no_https;
 static const char *g_authfile;
+static const char *g_docker_user, *g_docker_pass;
 
-static bool
-env_true (const char *name)
+void
+capsa_cmd_set_authfile (const char *path)
 {
-    const char *v = getenv (name);
-    return v && (strcmp (v, "1") == 0 || strcasecmp (v, "true") == 0 || strcasecmp (v, "yes") == 0);
+    g_authfile = path;
+}
+
+void
+capsa_cmd_set_docker_user (const char *user, const char *password)
+{
+    if (user)
+        g_docker_user = user;
+    if (password)
+        g_docker_pass = password;
 }
 
 bool
@@ -111,14 +121,27 @@ void
 capsa_cmd_oci_opts (struct capsa_oci_opts *o)
 {
     memset (o, 0, sizeof (*o));
-    o->no_https = g_no_https || env_true ("CAPSA_NO_HTTPS") || env_true ("CAPSA_NOHTTPS");
-    const char *af = getenv ("CAPSA_AUTHFILE");
-    o->authfile = g_authfile ? g_authfile : (af && *af ? af : NULL);
-    const char *u = getenv ("CAPSA_DOCKER_USERNAME"), *p = getenv ("CAPSA_DOCKER_PASSWORD");
+    /* Flags win over variables; CAPSA_ over APPTAINER_ over SINGULARITY_
+     * (src/cmd/envopt.c).  As in Apptainer, DOCKER_USERNAME and
+     * DOCKER_PASSWORD count without a prefix too. */
+    o->no_https = g_no_https || capsa_optenv_bool ("NO_HTTPS") == 1 || capsa_optenv_bool ("NOHTTPS") == 1;
+    const char *af = capsa_optenv ("AUTH_FILE");
+    if (af == NULL)
+        af = capsa_optenv ("AUTHFILE");
+    o->authfile = g_authfile ? g_authfile : af;
+    const char *u = g_docker_user ? g_docker_user : capsa_optenv ("DOCKER_USERNAME");
+    const char *p = g_docker_pass ? g_docker_pass : capsa_optenv ("DOCKER_PASSWORD");
+    if (u == NULL)
+        u = getenv ("DOCKER_USERNAME");
+    if (p == NULL)
+        p = getenv ("DOCKER_PASSWORD");
     if (u && *u && p && *p) {
         o->username = u;
         o->password = p;
     }
+    const char *tmp = capsa_optenv ("TMPDIR");
+    if (tmp != NULL)
+        o->tmpdir = tmp;
     o->progress = on_progress;
     o->notice = on_notice;
 }
@@ -127,6 +150,38 @@ void
 capsa_cmd_progress_done (void)
 {
     progress_clear ();
+}
+
+char *
+capsa_cmd_resolve_uri (const char *image, bool disable_cache, const char *tmpdir)
+{
+    if (strncmp (image, "docker://", 9) == 0 || capsa_net_is_uri (image)) {
+        struct capsa_oci_opts o;
+        capsa_error_t err = NULL;
+        char *path = NULL;
+        capsa_cmd_oci_opts (&o);
+        if (tmpdir)
+            o.tmpdir = tmpdir;
+        if (disable_cache)
+            verbosef ("--disable-cache: %s is kept in the cache all the same, for the container to run from", image);
+        bool temporary = false;
+        int r = strncmp (image, "docker://", 9) == 0 ? capsa_cmd_docker_cached (image, &o, &path, &err)
+                                                      : capsa_cmd_net_cached (image, &o, &path, &temporary, &err);
+        progress_clear ();
+        if (r < 0)
+            capsa_error_fatal (&err);
+        if (temporary)
+            warnf ("%s cannot be cached (no Last-Modified or ETag from the server): downloaded to %s", image, path);
+        verbosef ("%s is %s", image, path);
+        return path;
+    }
+    if (strncmp (image, "library://", 10) == 0 || strncmp (image, "shub://", 7) == 0
+        || strncmp (image, "ipfs://", 7) == 0)
+        capsa_die ("%.*s images are not supported (see docs/apptainer.md)", (int) strcspn (image, ":"), image);
+    if (strncmp (image, "docker-daemon:", 14) == 0 || strncmp (image, "docker-archive:", 15) == 0
+        || strncmp (image, "oci-archive:", 12) == 0 || strncmp (image, "oci:", 4) == 0)
+        capsa_die ("%s: convert it first with 'capsa build IMAGE.sif %s'", image, image);
+    return capsa_cmd_resolve_oras (image);
 }
 
 char *
@@ -234,6 +289,10 @@ registry_login (int argc, char **argv)
     }
     if (optind != argc - 1)
         capsa_die ("usage: capsa registry login [--username USER] [--password-stdin] [--no-https] HOST");
+    /* Apptainer's APPTAINER_LOGIN_USERNAME / APPTAINER_LOGIN_PASSWORD. */
+    if (user == NULL)
+        user = capsa_optenv ("LOGIN_USERNAME");
+    const char *pass_env = pass_arg == NULL && !from_stdin ? capsa_optenv ("LOGIN_PASSWORD") : NULL;
     cleanup_free char *host = host_of (argv[optind]);
     cleanup_free char *uline = NULL;
     if (user == NULL) {
@@ -252,7 +311,7 @@ registry_login (int argc, char **argv)
         capsa_die ("registry login: invalid user name");
     if (pass_arg)
         warnf ("a password on the command line is visible to other users of this machine; prefer --password-stdin");
-    char *pass = pass_arg ? xstrdup (pass_arg) : read_secret ("Password: ", from_stdin);
+    char *pass = pass_arg ? xstrdup (pass_arg) : pass_env ? xstrdup (pass_env) : read_secret ("Password: ", from_stdin);
 
     struct capsa_oci_opts o;
     capsa_error_t err = NULL;

@@ -4,6 +4,7 @@
 #ifndef CAPSA_LOG_H
 #define CAPSA_LOG_H
 
+#include <stdbool.h>
 #include <stdnoreturn.h>
 
 enum capsa_log_level {
@@ -16,6 +17,9 @@ enum capsa_log_level {
 };
 
 void capsa_log_set_level (enum capsa_log_level level);
+/* Colour the prefixes (Apptainer's colours; off unless asked for: the
+ * front end asks when stderr is a terminal and --nocolor is not given). */
+void capsa_log_set_color (bool on);
 enum capsa_log_level capsa_log_get_level (void);
 void capsa_log (enum capsa_log_level level, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));

@@ -3,6 +3,10 @@
  *   CACHEDIR/            0700, must belong to the user
  *     oras/sha256/HEX    SIF images pulled with oras://
  *     blob/sha256/HEX    layers and configs of docker:// images
+ *     oci-tmp/sha256/HEX SIF images made from docker:// images, named by
+ *                        the digest of the image's manifest
+ *     net/sha256/HEX     images downloaded from http(s):// URLs, named by
+ *                        the sha256 of the URL and its Last-Modified
  *     refs/KIND/H        "REF\nDIGEST\n", H = sha256 of REF: the digest a
  *                        reference had when last pulled (for offline use
  *                        and 'capsa cache list')
@@ -27,7 +31,7 @@ struct oci_cache {
     char *dir;
 };
 
-static const char *const kinds[] = { "oras", "blob" };
+static const char *const kinds[] = { "oras", "blob", "oci-tmp", "net" };
 
 /* mkdir -p DIR; components created here get 0700. */
 static int
@@ -151,10 +155,12 @@ drop_lock (int dirfd, const char *name, int fd)
     close (fd);
 }
 
-int
-oci_cache_ensure (struct oci_cache *c, const char *kind, const char *digest,
-                  int (*fill) (int fd, void *data, capsa_error_t *err), void *data, char **path, bool *filled,
-                  capsa_error_t *err)
+/* Entry KIND/DIGEST, made when missing by FILL (into a descriptor) or
+ * MAKE (creating a file at a path), under the entry's lock. */
+static int
+ensure (struct oci_cache *c, const char *kind, const char *digest, int (*fill) (int fd, void *data, capsa_error_t *err),
+        int (*make) (const char *path, void *data, capsa_error_t *err), void *data, char **path, bool *filled,
+        capsa_error_t *err)
 {
     if (oci_digest_check (digest, err) < 0)
         return -1;
@@ -179,16 +185,29 @@ oci_cache_ensure (struct oci_cache *c, const char *kind, const char *digest,
         return 0;
     }
     unlinkat (dfd, tmpname, 0);
-    int fd = openat (dfd, tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int e = errno;
-        drop_lock (dfd, lockname, lock);
-        return capsa_error_make (err, e, "create %s/%s/sha256/%s", c->dir, kind, tmpname);
+    int r, fd = -1;
+    if (fill != NULL) {
+        fd = openat (dfd, tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int e = errno;
+            drop_lock (dfd, lockname, lock);
+            return capsa_error_make (err, e, "create %s/%s/sha256/%s", c->dir, kind, tmpname);
+        }
+        r = fill (fd, data, err);
+    } else {
+        cleanup_free char *tmppath = xasprintf ("%s/%s/sha256/%s", c->dir, kind, tmpname);
+        r = make (tmppath, data, err);
+        if (r == 0) {
+            struct stat st;
+            fd = openat (dfd, tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0 || fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
+                r = capsa_error_make (err, errno, "%s is not a regular file", tmppath);
+        }
     }
-    int r = fill (fd, data, err);
     if (r == 0 && (fsync (fd) < 0 || fchmod (fd, 0644) < 0))
         r = capsa_error_make (err, errno, "write %s/%s/sha256/%s", c->dir, kind, tmpname);
-    close (fd);
+    if (fd >= 0)
+        close (fd);
     if (r == 0 && renameat (dfd, tmpname, dfd, hex) < 0)
         r = capsa_error_make (err, errno, "rename %s in %s/%s/sha256", tmpname, c->dir, kind);
     if (r < 0)
@@ -202,6 +221,70 @@ oci_cache_ensure (struct oci_cache *c, const char *kind, const char *digest,
     if (filled)
         *filled = true;
     return 0;
+}
+
+int
+oci_cache_ensure (struct oci_cache *c, const char *kind, const char *digest,
+                  int (*fill) (int fd, void *data, capsa_error_t *err), void *data, char **path, bool *filled,
+                  capsa_error_t *err)
+{
+    return ensure (c, kind, digest, fill, NULL, data, path, filled, err);
+}
+
+/* The cache of O (or the default one), opened. */
+static int
+open_for (const struct capsa_oci_opts *o, struct oci_cache **c, capsa_error_t *err)
+{
+    cleanup_free char *dir = o && o->cachedir ? xstrdup (o->cachedir) : capsa_oci_default_cachedir ();
+    return oci_cache_open (dir, c, err);
+}
+
+int
+capsa_cache_ensure_file (const struct capsa_oci_opts *o, const char *kind, const char *key,
+                         int (*make) (const char *path, void *data, capsa_error_t *err), void *data, char **path,
+                         bool *made, capsa_error_t *err)
+{
+    struct oci_cache *c = NULL;
+    if (open_for (o, &c, err) < 0)
+        return -1;
+    int r = ensure (c, kind, key, NULL, make, data, path, made, err);
+    oci_cache_close (c);
+    return r;
+}
+
+int
+capsa_cache_set_ref (const struct capsa_oci_opts *o, const char *kind, const char *ref, const char *key,
+                     capsa_error_t *err)
+{
+    struct oci_cache *c = NULL;
+    if (open_for (o, &c, err) < 0)
+        return -1;
+    int r = oci_cache_set_ref (c, kind, ref, key, err);
+    oci_cache_close (c);
+    return r;
+}
+
+char *
+capsa_cache_lookup_ref (const struct capsa_oci_opts *o, const char *kind, const char *ref)
+{
+    struct oci_cache *c = NULL;
+    capsa_error_t ignore = NULL;
+    if (open_for (o, &c, &ignore) < 0) {
+        capsa_error_free (&ignore);
+        return NULL;
+    }
+    char *path = NULL;
+    cleanup_free char *key = oci_cache_get_ref (c, kind, ref);
+    if (key != NULL) {
+        struct stat st;
+        path = oci_cache_path (c, kind, key);
+        if (stat (path, &st) < 0 || !S_ISREG (st.st_mode)) {
+            free (path);
+            path = NULL;
+        }
+    }
+    oci_cache_close (c);
+    return path;
 }
 
 static void
@@ -423,7 +506,7 @@ capsa_cache_clean (const char *cachedir, const char *kind, bool dry_run, size_t 
             return -1;
     }
     if (!any)
-        return capsa_error_make (err, 0, "unknown cache type '%s' (oras, blob)", kind);
+        return capsa_error_make (err, 0, "unknown cache type '%s' (oras, blob, oci-tmp, net)", kind);
     if (count)
         *count = cnt;
     if (bytes)

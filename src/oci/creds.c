@@ -38,6 +38,14 @@ capsa_oci_default_cachedir (void)
     const char *d = getenv ("CAPSA_CACHEDIR");
     if (d != NULL && *d)
         return xstrdup (d);
+    /* Apptainer's variables name the directory its cache is made in;
+     * capsa's goes into DIR/capsa there, beside Apptainer's DIR/cache,
+     * whose layout differs. */
+    d = getenv ("APPTAINER_CACHEDIR");
+    if (d == NULL || *d == '\0')
+        d = getenv ("SINGULARITY_CACHEDIR");
+    if (d != NULL && *d)
+        return xasprintf ("%s/capsa", d);
     return xasprintf ("%s/.capsa/cache", home_dir ());
 }
 

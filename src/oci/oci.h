@@ -54,7 +54,8 @@ struct capsa_oci_opts {
 
 /* $HOME/.capsa/registry.json (HOME, else the passwd entry). */
 char *capsa_oci_default_authfile (void);
-/* $CAPSA_CACHEDIR, else $HOME/.capsa/cache. */
+/* $CAPSA_CACHEDIR, else $APPTAINER_CACHEDIR/capsa (or $SINGULARITY_CACHEDIR/capsa),
+ * else $HOME/.capsa/cache. */
 char *capsa_oci_default_cachedir (void);
 
 /* ---- References --------------------------------------------------------- */
@@ -148,11 +149,35 @@ struct capsa_cache_entry {
 };
 
 int capsa_cache_list (const char *cachedir, struct capsa_cache_entry **out, size_t *n, capsa_error_t *err);
+/* Make sure the entry KIND/KEY (KEY "sha256:HEX") of the cache of O exists:
+ * when missing, MAKE is called with a path in the cache directory where it
+ * must create the entry as a regular file; the entry appears (renamed into
+ * place, under the entry's lock) only when MAKE returns 0, and concurrent
+ * callers wait for one another.  *path receives the entry's path, *made
+ * (may be NULL) whether MAKE ran. */
+int capsa_cache_ensure_file (const struct capsa_oci_opts *o, const char *kind, const char *key,
+                             int (*make) (const char *path, void *data, capsa_error_t *err), void *data, char **path,
+                             bool *made, capsa_error_t *err);
+/* Remember that REF was KEY; the path of the entry REF was last time, if
+ * it is still there (NULL otherwise). */
+int capsa_cache_set_ref (const struct capsa_oci_opts *o, const char *kind, const char *ref, const char *key,
+                         capsa_error_t *err);
+char *capsa_cache_lookup_ref (const struct capsa_oci_opts *o, const char *kind, const char *ref);
 void capsa_cache_entries_free (struct capsa_cache_entry *e, size_t n);
 /* Remove entries of KIND ("oras", "blob", NULL: all).  dry_run: count
  * only.  *count and *bytes (may be NULL) say how much. */
 int capsa_cache_clean (const char *cachedir, const char *kind, bool dry_run, size_t *count, uint64_t *bytes,
                        capsa_error_t *err);
+
+/* ---- http:// and https:// images (net.c) ---------------------------------- */
+
+bool capsa_net_is_uri (const char *s);
+/* The image at URL: its cache entry (*path_out), or, when the server gives
+ * neither Last-Modified nor ETag or o->no_cache, an unnamed temporary file
+ * (*fd_out, at offset 0 after a rewind by the caller).  The download must
+ * be a SIF or a squashfs image. */
+int capsa_net_fetch (const char *url, const struct capsa_oci_opts *o, char **path_out, int *fd_out,
+                     capsa_error_t *err);
 
 /* ---- docker://, docker-archive:, oci-archive: -> a root directory -------- */
 
@@ -185,6 +210,15 @@ bool capsa_oci_is_source (const char *ref);
  * capsa_oci_config_free(). */
 int capsa_oci_fetch_rootfs (const char *ref, const char *rootdir, const struct capsa_oci_opts *o,
                             struct capsa_oci_config *out, capsa_error_t *err);
+
+/* Resolve "docker://HOST/REPO[:TAG|@DIGEST]" to the manifest of this
+ * machine's platform (o->arch): *digest its digest, *pinned
+ * "docker://HOST/REPO@DIGEST", *refstr the normalised "HOST/REPO:TAG".
+ * *unreachable tells whether a failure was "the registry cannot be
+ * reached" (so that a cached conversion may be used instead); *refstr is
+ * set (to free) even then, once the reference parsed. */
+int capsa_oci_resolve (const char *uri, const struct capsa_oci_opts *o, char **digest, char **pinned, char **refstr,
+                       bool *unreachable, capsa_error_t *err);
 
 /* Apptainer-layout scripts made from a config (new strings):
  * the runscript (runs ENTRYPOINT + CMD, CMD replaced by the run's

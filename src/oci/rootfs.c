@@ -687,3 +687,52 @@ capsa_oci_fetch_rootfs (const char *ref, const char *rootdir, const struct capsa
         oci_notify (o, CAPSA_OCI_WARNING, "%s is built for %s, not %s", ref, out->arch, target_arch (o));
     return 0;
 }
+
+int
+capsa_oci_resolve (const char *uri, const struct capsa_oci_opts *o, char **digest_out, char **pinned, char **refstr_out,
+                   bool *unreachable, capsa_error_t *err)
+{
+    struct capsa_oci_ref ref;
+    struct oci_client *c = NULL;
+    struct oci_manifest m = { 0 };
+    cleanup_free char *digest = NULL;
+    int ret = -1;
+
+    *unreachable = false;
+    *refstr_out = *pinned = *digest_out = NULL;
+    if (strncmp (uri, "docker://", 9) != 0)
+        return capsa_error_make (err, 0, "'%s' is not a docker:// URI", uri);
+    if (capsa_oci_ref_parse (uri + 9, &ref, err) < 0)
+        return -1;
+    *refstr_out = capsa_oci_ref_string (&ref);
+    if (oci_client_new (&ref, o, false, &c, err) < 0)
+        goto out;
+    if (oci_get_manifest (c, ref.digest ? ref.digest : ref.tag, &m, NULL, NULL, &digest, err) < 0) {
+        *unreachable = oci_client_unreachable (c);
+        goto out;
+    }
+    if (m.kind == OCI_KIND_INDEX) {
+        const struct oci_descriptor *d;
+        if (oci_index_select (&m, target_arch (o), &d, err) < 0) {
+            capsa_error_wrap (err, "%s", *refstr_out);
+            goto out;
+        }
+        /* The index names the platform's manifest by digest: that is
+         * the image this machine runs. */
+        free (digest);
+        digest = xstrdup (d->digest);
+    } else if (m.config.media_type && strstr (m.config.media_type, "sylabs.sif") != NULL) {
+        capsa_error_make (err, 0, "%s is a SIF image pushed as an ORAS artifact: use oras://%s", *refstr_out, uri + 9);
+        goto out;
+    }
+    if (oci_digest_check (digest, err) < 0)
+        goto out;
+    *pinned = xasprintf ("docker://%s/%s@%s", ref.registry, ref.repository, digest);
+    *digest_out = steal_ptr (&digest);
+    ret = 0;
+out:
+    oci_manifest_free (&m);
+    oci_client_free (c);
+    capsa_oci_ref_free (&ref);
+    return ret;
+}

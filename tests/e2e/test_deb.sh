@@ -35,6 +35,7 @@ if [ -e /usr/bin/capsa ]; then
 fi
 
 deb_cleanup () {
+    dpkg -r capsa-test-fake-apptainer > /dev/null 2>&1
     if dpkg-query -W -f '${Status}' capsa 2> /dev/null | grep -qv 'not-installed'; then
         "${APT[@]}" purge capsa > /dev/null 2>&1
     fi
@@ -87,7 +88,15 @@ CONFFILES=$(dpkg-query -W -f '${Conffiles}\n' capsa | awk 'NF { print $1 }')
 
 expect_eq "deb: installed starter is setuid root" "4755 root root" \
     "$(stat -c '%a %U %G' /usr/libexec/capsa/starter)"
-expect_eq "deb: capsa version" "capsa version $VERSION" "$(/usr/bin/capsa version)"
+expect_match "deb: capsa version" "^capsa version $VERSION \(Apptainer [0-9.]+ command line\)$" "$(/usr/bin/capsa version)"
+# Apptainer's names are alternatives, owned by no package.
+expect_eq "deb: apptainer, singularity, run-singularity lead to /usr/bin/capsa" \
+    "/usr/bin/capsa /usr/bin/capsa /usr/bin/capsa" \
+    "$(readlink -f /usr/bin/apptainer) $(readlink -f /usr/bin/singularity) $(readlink -f /usr/bin/run-singularity)"
+expect_eq "deb: /usr/bin/apptainer is an alternative" "/etc/alternatives/apptainer" "$(readlink /usr/bin/apptainer)"
+expect_eq "deb: apptainer --version" "apptainer version 1.5.3" "$(/usr/bin/apptainer --version)"
+run_user "cd /tmp && cp $IMG /tmp/capsa-deb-$$.sif && chmod 0755 /tmp/capsa-deb-$$.sif && /tmp/capsa-deb-$$.sif echo self-run; rm -f /tmp/capsa-deb-$$.sif"
+expect_eq "deb: user: ./image.sif runs through run-singularity" "self-run" "$OUT"
 
 run /usr/bin/capsa exec "$IMG" /bin/echo hello
 expect_eq "deb: root: capsa exec busybox_amd64.sif /bin/echo hello" "hello rc=0" "$OUT rc=$RC"
@@ -151,7 +160,7 @@ complete_words () {
 }
 expect_eq "deb: completion: capsa exec --add- gives --add-caps" "--add-caps" \
     "$(complete_words capsa exec --add-)"
-expect_match "deb: completion: commands" '^exec run shell inspect .*sif capability caps version help$' \
+expect_match "deb: completion: commands" '^exec run shell test run-help inspect .*sif siftool capability caps version help$' \
     "$(complete_words capsa '' | paste -sd' ')"
 expect_eq "deb: completion: capability names for --add-caps" "CAP_NET_RAW" \
     "$(complete_words capsa exec --add-caps CAP_NET_R)"
@@ -176,13 +185,26 @@ expect_match "deb: interactive bash: Tab completes capsa exec --add- to --add-ca
     '^capsa exec --add-caps$' "$out"
 expect_match "deb: interactive bash: complete -p capsa is set" '^complete -F _capsa capsa$' "$out"
 
-# ------------------------------------------------------------ remove, purge
+# A real Apptainer package (a stand-in made with dpkg-deb) installs its own
+# /usr/bin/apptainer: no conflict; dpkg keeps its file and capsa's removal
+# leaves it alone.
+F=$WORK/fake-apptainer
+mkdir -p "$F/DEBIAN" "$F/usr/bin"
+printf 'Package: capsa-test-fake-apptainer\nVersion: 1.0\nArchitecture: all\nMaintainer: capsa tests <t@example.org>\nDescription: stand-in for apptainer\n' > "$F/DEBIAN/control"
+printf '#!/bin/sh\necho real-apptainer\n' > "$F/usr/bin/apptainer"
+chmod 0755 "$F/usr/bin/apptainer"
+dpkg-deb -b "$F" "$WORK/fake.deb" > /dev/null 2>&1
+run dpkg -i "$WORK/fake.deb"
+expect_eq "deb: a package with /usr/bin/apptainer installs beside capsa" "0 real-apptainer" "$RC $(/usr/bin/apptainer 2>&1)"
 
 # capability add/drop leave a lock file beside capability.json.
 /usr/bin/capsa capability add --user "$TUSER" CAP_NET_RAW > /dev/null 2>&1
 /usr/bin/capsa capability drop --user "$TUSER" CAP_NET_RAW > /dev/null 2>&1
 run "${APT[@]}" remove capsa
 expect_eq "deb: apt-get remove" 0 "$RC"
+expect_eq "deb: after remove the other package's apptainer stays, capsa's names are gone" "real-apptainer no no" \
+    "$(/usr/bin/apptainer 2>&1) $([ -e /usr/bin/singularity ] && echo yes || echo no) $([ -e /etc/alternatives/apptainer ] && echo yes || echo no)"
+dpkg -r capsa-test-fake-apptainer > /dev/null 2>&1
 expect_eq "deb: after remove the package keeps only its configuration" "config-files" \
     "$(dpkg-query -W -f '${db:Status-Status}' capsa 2>&1)"
 left=

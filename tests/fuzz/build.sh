@@ -9,6 +9,7 @@
 #   fuzz-sources: src/runtime/conf.c ...   extra sources to link
 #   fuzz-libs: -ljson-c ...                extra libraries
 #   fuzz-seeds: sif/sylabs/*.sif ...       seed inputs, globs under $FIXTURES
+#                                          (or absolute: files of installed packages)
 # Seeds and any regression inputs kept in tests/fuzz/regress-NAME/ are
 # copied into tests/fuzz/corpus-NAME/ (git-ignored), the working corpus.
 #
@@ -78,8 +79,9 @@ for target in "$here"/fuzz_*.c; do
     mkdir -p "$corpus"
     read -r -a patterns <<< "$(meta "$target" fuzz-seeds)"
     for pattern in "${patterns[@]}"; do
+        case $pattern in /*) glob=$pattern ;; *) glob=$fixtures/$pattern ;; esac
         # shellcheck disable=SC2086 # the pattern is a glob
-        for seed in "$fixtures"/$pattern; do
+        for seed in $glob; do
             cp -f "$seed" "$corpus/seed-$(basename "$seed")"
         done
     done
