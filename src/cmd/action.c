@@ -36,6 +36,8 @@ static const struct env_flag env_flags[] = {
     { "CAPSA_SHELL", "--shell", false },
     { "CAPSA_ADD_CAPS", "--add-caps", false }, { "CAPSA_DROP_CAPS", "--drop-caps", false },
     { "CAPSA_KEEP_PRIVS", "--keep-privs", true }, { "CAPSA_NO_PRIVS", "--no-privs", true },
+    { "CAPSA_FAKEROOT", "--fakeroot", true }, { "CAPSA_WRITABLE", "--writable", true },
+    { "CAPSA_WRITABLE_TMPFS", "--writable-tmpfs", true }, { "CAPSA_OVERLAY", "--overlay", false },
 };
 
 static bool
@@ -50,7 +52,7 @@ takes_value (const char *a)
 {
     static const char *const with_value[] = { "-B", "--bind", "-H", "--home", "--pwd", "--env", "--env-file",
                                               "--hostname", "--network", "-s", "--shell", "--add-caps",
-                                              "--drop-caps", "--seccomp-fd" };
+                                              "--drop-caps", "--seccomp-fd", "-o", "--overlay" };
     if (strchr (a, '=') != NULL)
         return false;
     for (size_t i = 0; i < ARRAY_SIZE (with_value); i++)

@@ -100,6 +100,9 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
             c->user.uid = (uid_t) o->target_uid;
         if (o->ntarget_gids > 0)
             c->user.gid = o->target_gids[0];
+        /* --fakeroot: the caller is root inside. */
+        if (c->fakeroot)
+            c->user.uid = 0, c->user.gid = 0;
     }
 
     /* 2. The user's rights from here on; open what the user named in this

@@ -33,6 +33,7 @@
 #include "lib/utils.h"
 #include "runtime/caps.h"
 #include "runtime/conf.h"
+#include "runtime/fakeroot.h"
 #include "runtime/image.h"
 #include "runtime/options.h"
 
@@ -88,6 +89,13 @@ struct capsa_container {
 
     struct strv env;      /* environment of the command, before env scripts */
     struct strv env_override; /* KEY=VALUE applied after the env scripts */
+
+    /* --fakeroot (runtime/fakeroot.h): a user namespace where the caller
+     * is root, with these subordinate ranges mapped (count 0: none). */
+    bool fakeroot;
+    struct capsa_subid subuid, subgid;
+    /* Writable layers and --writable (runtime/overlay.h). */
+    struct capsa_layers *layers;
 };
 
 /* Open the image and the host paths (called with the caller's identity,

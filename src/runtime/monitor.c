@@ -113,7 +113,10 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         sigaction (fwd[i], &sa, NULL);
 
     if (c->mode == MODE_USERNS) {
-        if (write_maps (pid, &c->user, o, err) < 0 || write (sv[0], "G", 1) != 1) {
+        if ((c->fakeroot ? capsa_fakeroot_write_maps (pid, c->user.uid, c->user.gid, &c->subuid, &c->subgid, err)
+                         : write_maps (pid, &c->user, o, err))
+                < 0
+            || write (sv[0], "G", 1) != 1) {
             kill (pid, SIGKILL);
             waitpid (pid, NULL, 0);
             close (sv[0]);
