@@ -24,6 +24,7 @@ static const struct command commands[] = {
     { "encrypt", cmd_encrypt },
     { "push", cmd_push },     { "pull", cmd_pull },       { "cache", cmd_cache },
     { "registry", cmd_registry },
+    { "config", cmd_config },   { "overlay", cmd_overlay },
 #ifndef CAPSA_LIGHT
     { "seccomp-compile", cmd_seccomp_compile },
 #endif

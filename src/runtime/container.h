@@ -106,6 +106,12 @@ int capsa_container_prepare (struct capsa_container *c, capsa_error_t *err);
  * SOCK is the child's end of the socket to the monitor (FUSE requests). */
 int capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *err);
 
+/* Attach FILEFD (OFFSET, SIZE bytes; 0: to the end) to a free loop device,
+ * read-write with RW, autoclear; returns its descriptor, its path in DEV
+ * (src/runtime/rootfs.c). */
+int capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, bool rw, char *dev,
+                       size_t devlen, capsa_error_t *err);
+
 /* The child, from clone() to exec (src/runtime/child.c). */
 noreturn void capsa_container_child (struct capsa_container *c, int sock, pid_t monitor);
 
