@@ -1,6 +1,7 @@
 /* Writable layers of the container's root: see overlay.h. */
 #include "runtime/overlay.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -537,6 +538,81 @@ mount_overlay (const char *target, unsigned long flags, const char *data, const 
     return 0;
 }
 
+/* The directories premake_targets made in DIRFD (capsa's private layer,
+ * at REL in the container) take the owner and mode of the same
+ * directories in VIEWFD: /etc made there for /etc/passwd must still be
+ * root's 0755 in a writable container, not the user's.  Deepest first
+ * (a directory becoming root's 0700 cannot be entered by the user after).
+ * Root's identity for each change: the layer is capsa's own, in the
+ * container's private namespace, which nobody else can reach. */
+static int
+match_attributes (int dirfd, int viewfd, const char *rel, int depth, capsa_error_t *err)
+{
+    int dup = fcntl (dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = dup < 0 ? NULL : fdopendir (dup);
+    if (d == NULL) {
+        if (dup >= 0)
+            close (dup);
+        return capsa_error_make (err, errno, "cannot read the container's private layer");
+    }
+    int ret = 0;
+    for (struct dirent *e = readdir (d); e && ret == 0; e = readdir (d)) {
+        struct stat st, want;
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+            continue;
+        if (fstatat (dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
+            continue;
+        cleanup_free char *path = xasprintf ("%s/%s", rel, e->d_name);
+        if (depth < 32) {
+            cleanup_close int sub = openat (dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+            if (sub >= 0 && match_attributes (sub, viewfd, path, depth + 1, err) < 0) {
+                ret = -1;
+                break;
+            }
+        }
+        cleanup_close int v = capsa_open_in_root (viewfd, path, O_NOFOLLOW);
+        if (v < 0 || fstat (v, &want) < 0 || !S_ISDIR (want.st_mode))
+            continue;
+        capsa_privs_mount_begin ();
+        int r = fchownat (dirfd, e->d_name, want.st_uid, want.st_gid, AT_SYMLINK_NOFOLLOW);
+        if (r == 0)
+            r = fchmodat (dirfd, e->d_name, want.st_mode & 07777, 0);
+        int er = errno;
+        capsa_privs_mount_end ();
+        if (r < 0)
+            ret = capsa_error_make (err, er, "cannot set the owner of %s in the container's private layer", path);
+    }
+    closedir (d);
+    return ret;
+}
+
+static int
+match_premade (struct capsa_container *c, int stagefd, capsa_error_t *err)
+{
+    struct capsa_layers *L = c->layers;
+    struct stat want;
+    if (c->mode == MODE_USERNS || L->intodir == NULL)
+        return 0; /* (the image's owners are not mapped there) */
+    cleanup_close int viewfd = openat (stagefd, L->viewdir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    cleanup_close int intofd = openat (stagefd, L->intodir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (viewfd < 0 || intofd < 0)
+        return capsa_error_make (err, errno, "cannot open the container's private layer");
+    if (match_attributes (intofd, viewfd, "", 0, err) < 0)
+        return -1;
+    /* The root directory itself. */
+    if (fstat (viewfd, &want) < 0)
+        return capsa_error_make (err, errno, "cannot read the image's root");
+    capsa_privs_mount_begin ();
+    int r = fchown (intofd, want.st_uid, want.st_gid);
+    if (r == 0)
+        r = fchmod (intofd, want.st_mode & 07777);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot set the owner of the container's root");
+    return 0;
+}
+
 int
 capsa_layers_mount (struct capsa_container *c, int sock, int stagefd, const char **view, const char **into,
                     capsa_error_t *err)
@@ -590,6 +666,8 @@ capsa_layers_mount (struct capsa_container *c, int sock, int stagefd, const char
         L->view = true;
         *view = "view";
     }
+    L->viewdir = *view;
+    L->intodir = *into;
     return 0;
 }
 
@@ -611,6 +689,8 @@ capsa_layers_mount_root (struct capsa_container *c, int sock, int stagefd, unsig
             return capsa_error_make (err, errno, "cannot open staging directory image");
         return capsa_bind_fd (img, rootfd, true, rootflags, c->image.path, err);
     }
+    if (match_premade (c, stagefd, err) < 0)
+        return -1;
     if (L->view) {
         cleanup_free char *path = xasprintf ("%s/view", c->stage_dir);
         capsa_privs_mount_begin ();

@@ -70,6 +70,7 @@ struct capsa_layers {
     bool sandbox;          /* --writable on a directory image */
     bool fuse_root;        /* the root overlay is served by fuse-overlayfs */
     bool view;             /* stage/view is mounted */
+    const char *viewdir, *intodir; /* where mount points were looked for and made */
 };
 
 /* Child, as the user, right after capsa_container_prepare: open and check
