@@ -298,14 +298,61 @@ drop_missing_mountpoints (struct capsa_container *c)
     c->nbinds = kept;
 }
 
+/* A SIF's overlay partition is used read-only when --writable is not
+ * given, as in Apptainer, where it may be: not where the administrator
+ * keeps users' ext3 from the kernel (the image still runs, without it). */
+static int
+sif_partition_ro (struct capsa_container *c, capsa_error_t *err)
+{
+    struct capsa_layer l = { .kind = LAYER_EXT3, .ro = true, .fd = -1 };
+    if (c->image.kind != IMAGE_SIF || c->image.encrypted)
+        return 0;
+    l.fd = reopen (c->image.fd, O_RDONLY);
+    if (l.fd < 0)
+        return capsa_error_make (err, errno, "%s", c->image.path);
+    int r = sif_overlay (c, l.fd, c->image.path, &l.offset, &l.size, err);
+    const char *skip = NULL;
+    if (r > 0 && c->conf->enable_overlay == OVERLAY_NO)
+        skip = "'enable overlay = no'";
+    else if (r > 0 && c->mode == MODE_SETUID && !c->conf->allow_container_extfs)
+        skip = "'allow container extfs = no'";
+    else if (r > 0 && c->mode == MODE_SETUID && !c->conf->setuid_mount_extfs)
+        skip = "'allow setuid-mount extfs = no'; --fakeroot or --userns would use it";
+    if (r <= 0 || skip) {
+        if (skip)
+            verbosef ("the overlay partition of %s is not used (%s)", c->image.path, skip);
+        close (l.fd);
+        return r < 0 ? -1 : 0;
+    }
+    if (c->layers == NULL) {
+        c->layers = xcalloc (1, sizeof (*c->layers));
+        c->layers->rw = -1;
+    }
+    l.path = xstrdup (c->image.path);
+    if (check_ext3 (c, &l, err) < 0) {
+        close (l.fd);
+        free (l.path);
+        return -1;
+    }
+    /* Below every --overlay: first in the list. */
+    add_layer (c->layers, l);
+    return 0;
+}
+
 int
 capsa_layers_prepare (struct capsa_container *c, capsa_error_t *err)
 {
     struct capsa_opts *o = c->opts;
-    if (!o->writable && !o->writable_tmpfs && o->noverlays == 0)
+    if (!o->writable && sif_partition_ro (c, err) < 0)
+        return -1;
+    if (!o->writable && !o->writable_tmpfs && o->noverlays == 0) {
+        if (c->layers != NULL)
+            c->layers->fuse_root = c->layers->v[0].fuse || (c->mode == MODE_USERNS && c->conf->enable_overlay == OVERLAY_DRIVER);
         return 0;
-    struct capsa_layers *L = xcalloc (1, sizeof (*L));
-    L->rw = -1;
+    }
+    struct capsa_layers *L = c->layers ? c->layers : xcalloc (1, sizeof (*L));
+    if (c->layers == NULL)
+        L->rw = -1;
     c->layers = L;
 
     if (o->writable && o->writable_tmpfs) {
