@@ -283,15 +283,24 @@ drop_missing_mountpoints (struct capsa_container *c)
         bool under = false;
         for (size_t k = 0; k < kept; k++)
             under |= c->binds[k].is_dir && path_is_within (b->dst, c->binds[k].dst);
-        int t = under ? -1 : capsa_open_in_root (c->image.fd, b->dst, O_NOFOLLOW);
+        capsa_error_t why = NULL;
+        int t = under ? -1 : capsa_open_mountpoint (c->image.fd, b->dst, b->is_dir ? NODE_DIR : NODE_FILE, &why);
         if (under || t >= 0) {
             if (t >= 0)
                 close (t);
             c->binds[kept++] = *b;
             continue;
         }
-        warnf ("--writable: %s %s does not exist in %s and capsa cannot create it there: not mounted", b->what, b->dst,
-               c->image.path);
+        /* The administrator's optional binds go quietly, as when their
+         * source is missing; what the user asked for is worth a word. */
+        bool optional = strcmp (b->what, "bind path") == 0 || strcmp (b->what, "resolv.conf") == 0
+                        || strcmp (b->what, "temporary directory") == 0 || strcmp (b->what, "current directory") == 0;
+        if (optional)
+            verbosef ("--writable: %s %s not mounted: %s", b->what, b->dst, why->msg);
+        else
+            warnf ("--writable: %s %s not mounted: %s (capsa creates nothing in a writable directory image)", b->what,
+                   b->dst, why->msg);
+        capsa_error_free (&why);
         close (b->fd);
         free (b->dst);
     }
