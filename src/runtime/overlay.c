@@ -211,9 +211,12 @@ open_overlay (struct capsa_container *c, const struct capsa_overlay_opt *ov, cap
         l.fd = reopen (pfd, ov->ro ? O_RDONLY : O_RDWR);
         if (l.fd < 0) {
             int e = errno;
+            int r = e == EACCES && !ov->ro ? reopen (pfd, O_RDONLY) : -1;
+            if (r >= 0)
+                close (r);
             free (l.path);
             return capsa_error_make (err, e, "--overlay %s%s", ov->path,
-                                     e == EACCES && !ov->ro ? " (not writable by you: add :ro?)" : "");
+                                     r >= 0 ? " (readable, not writable by you: add :ro?)" : "");
         }
         if (is_sif (l.fd)) {
             int r = sif_overlay (c, l.fd, ov->path, &l.offset, &l.size, err);

@@ -77,12 +77,12 @@ expect_eq "run --fakeroot: the runscript runs" "runscript args: x" "$OUT"
 
 # The setuid starter gives root up at once: the monitor of a fakeroot
 # container is the user in all ids, with no capability.
-as_user "$TUSER" "$CAPSA exec --fakeroot $SQ sleep 30" > /dev/null 2>&1 &
+as_user "$TUSER" "$CAPSA exec --fakeroot $SQ sleep 37" > /dev/null 2>&1 &
 bg=$!
 mon=""
 for _ in $(seq 100); do
     mon=$(pgrep -u "$UID1" -x starter | head -1)
-    [ -n "$mon" ] && pgrep -f '^sleep 30' > /dev/null && break
+    [ -n "$mon" ] && pgrep -f '^sleep 37' > /dev/null && break
     sleep 0.1
 done
 if [ -n "$mon" ]; then
@@ -93,7 +93,7 @@ if [ -n "$mon" ]; then
 else
     fail "fakeroot: the starter gives root up" "no starter process of $TUSER seen"
 fi
-kill "$bg" 2>/dev/null; pkill -u "$UID1" -f '^sleep 30'; wait "$bg" 2>/dev/null
+kill "$bg" 2>/dev/null; pkill -u "$UID1" -f '^sleep 37'; wait "$bg" 2>/dev/null
 
 # ---------------------------------------------------------------- 2. without a range
 
@@ -145,7 +145,7 @@ expect_match "an unknown user: FATAL" "^FATAL: +user 'capsa-no-such-user' does n
 run "$CAPSA" config fakeroot --add --remove $FK1
 expect_eq "two operations at once: exit 255" "255" "$RC"
 # shadow's lock: held by a live process, refused; left by a dead one, taken.
-sleep 30 & holder=$!
+sleep 37 & holder=$!
 echo "$holder" > "$SUBUID.lock"
 run "$CAPSA" config fakeroot --add $FK1
 expect_eq "a lock held by a live process: exit 255" "255" "$RC"

@@ -10,12 +10,15 @@ uhome=$(getent passwd "$TUSER" | cut -d: -f6)
 U=$uhome/capsa-ovl-test
 rm -rf "$U"; as_user "$TUSER" "mkdir -p $U"
 
-# The test image: busybox with a world-writable /scratch and root's /opt.
+# The test image: busybox with a world-writable /scratch, root's /opt and
+# /mine, the test user's (in a user namespace, where root's files belong to
+# nobody, the kernel copies up only what the user owns).
 IMG=$WORK/img
-cp -a "$IMG_DIR" "$IMG" && mkdir -p "$IMG/scratch" "$IMG/opt" && chmod 1777 "$IMG/scratch" && chmod 0755 "$IMG/opt"
+cp -a "$IMG_DIR" "$IMG" && mkdir -p "$IMG/scratch" "$IMG/opt" "$IMG/mine" "$IMG/proc" "$IMG/sys" "$IMG/dev" \
+    && chmod 1777 "$IMG/scratch" && chmod 0755 "$IMG/opt" && chown "$TUSER:" "$IMG/mine"
 echo image > "$IMG/opt/in-image"
 chmod 0755 "$WORK"
-mksquashfs "$IMG" "$WORK/img.sqfs" -all-root -noappend -quiet -no-progress > /dev/null
+mksquashfs "$IMG" "$WORK/img.sqfs" -noappend -quiet -no-progress > /dev/null
 SQ=$WORK/img.sqfs
 # (fuse2fs and fuse-overlayfs serve only these tests' containers; other
 # workers' squashfuse_ll may run at the same time.)
@@ -32,12 +35,14 @@ image$" "$OUT"
 run "$CAPSA" exec "$SQ" sh -c 'touch /opt/x'
 expect_match "without --writable-tmpfs the root stays read-only" "Read-only file system" "$OUT"
 for mode in setuid userns fakeroot; do
-    case $mode in setuid) flag="" ;; userns) flag="--userns" ;; fakeroot) flag="--fakeroot" ;; esac
-    run_user "$CAPSA exec $flag --writable-tmpfs $SQ sh -c 'echo mine > /scratch/f && cat /scratch/f'"
-    expect_eq "writable-tmpfs ($mode): the user writes where the image lets them" "0:mine" "$RC:$OUT"
-    run_user "$CAPSA exec $flag $SQ ls /scratch/f"
+    case $mode in setuid) flag=""; d=scratch ;; userns) flag="--userns"; d=mine ;; fakeroot) flag="--fakeroot"; d=scratch ;; esac
+    run_user "$CAPSA exec $flag --writable-tmpfs $SQ sh -c 'echo mine > /$d/f && cat /$d/f'"
+    expect_eq "writable-tmpfs ($mode): the user writes where the image lets them (/$d)" "0:mine" "$RC:$OUT"
+    run_user "$CAPSA exec $flag $SQ ls /$d/f"
     expect_match "writable-tmpfs ($mode): gone after the run" "No such file" "$OUT"
 done
+run_user "$CAPSA exec --userns --writable-tmpfs $SQ sh -c 'echo x > /scratch/f'"
+expect_match "writable-tmpfs (userns): root's directories (owner unmapped) cannot be copied up" "Permission denied|Value too large" "$OUT"
 run_user "$CAPSA exec --writable-tmpfs $SQ sh -c 'touch /opt/x; touch /etc/x; mkdir /newdir; stat -c \"%U %a\" / /etc'"
 expect_match "writable-tmpfs (setuid): root's directories stay root's: /opt" "touch: /opt/x: Permission denied" "$OUT"
 expect_match "writable-tmpfs (setuid): /etc (a premade mount point's parent) stays root's" "touch: /etc/x: Permission denied" "$OUT"
@@ -78,13 +83,13 @@ expect_match "overlay DIR:ro (root): read, not written" "^persist
 for mode in userns fakeroot; do
     flag="--$mode"
     as_user "$TUSER" "mkdir -p $U/d-$mode"
-    run_user "$CAPSA exec $flag --overlay $U/d-$mode $SQ sh -c 'echo $mode > /scratch/kept'"
-    run_user "$CAPSA exec $flag --overlay $U/d-$mode $SQ cat /scratch/kept"
+    run_user "$CAPSA exec $flag --overlay $U/d-$mode $SQ sh -c 'echo $mode > /mine/kept'"
+    run_user "$CAPSA exec $flag --overlay $U/d-$mode $SQ cat /mine/kept"
     expect_eq "overlay DIR ($mode): the user's directory keeps a file between runs" "0:$mode" "$RC:$OUT"
-    run_user "$CAPSA exec $flag --overlay $U/d-$mode:ro $SQ sh -c 'touch /scratch/x'"
+    run_user "$CAPSA exec $flag --overlay $U/d-$mode:ro $SQ sh -c 'touch /mine/x'"
     expect_match "overlay DIR:ro ($mode): refuses writes" "Read-only file system" "$OUT"
 done
-expect_eq "overlay DIR (userns): files on the host are the user's" "$UID1" "$(stat -c %u "$U/d-userns/upper/scratch/kept")"
+expect_eq "overlay DIR (userns): files on the host are the user's" "$UID1" "$(stat -c %u "$U/d-userns/upper/mine/kept")"
 run_user "$CAPSA exec --fakeroot --overlay $U/d-fakeroot $SQ sh -c 'echo r > /opt/rootfile; chown 1234 /opt/rootfile'"
 expect_eq "overlay DIR (fakeroot): root's new file is the user's on the host, 1234 a subordinate id" \
     "$UID1 $(( $(awk -F: -v u="$TUSER" '$1 == u {print $2}' /etc/subuid) + 1233 ))" \
@@ -123,7 +128,7 @@ expect_eq "overlay create: no temporary file left" "u.img" "$(ls -A "$U" | grep 
 run_user "cd $U && $CAPSA overlay create --sparse --size 128 --create-dir /usr/local/share --create-dir opt s.img"
 expect_eq "overlay create --sparse --size 128: 128 MiB apparent, few blocks used" "134217728 yes" \
     "$(stat -c %s "$U/s.img") $([ "$(du -k "$U/s.img" | cut -f1)" -lt 16384 ] && echo yes || echo no)"
-expect_match "overlay create --create-dir: the directories in upper/" "usr/local/share" "$(debugfs -R 'ls -l /upper/usr/local' "$U/s.img" 2>/dev/null)"
+expect_match "overlay create --create-dir: the directories in upper/ (debugfs)" "^ *[0-9]+ +40755 \(2\) .* share$" "$(debugfs -R 'ls -l /upper/usr/local' "$U/s.img" 2>/dev/null)"
 run_user "cd $U && $CAPSA overlay create u.img"
 expect_eq "overlay create on an existing ext3 image: 255" "255" "$RC"
 expect_match "overlay create on an existing ext3 image: says so" "^FATAL: +the ext3 overlay image u.img already exists$" "$OUT"
@@ -147,16 +152,17 @@ expect_match "overlay IMG:ro (root): read, not written" "^ext3
 expect_eq "overlay IMG (root): the image checks clean afterwards" "0" "$(e2fsck -fn "$WORK/r.img" > /dev/null 2>&1; echo $?)"
 # Users: fuse2fs and fuse-overlayfs in a user namespace.
 for mode in userns fakeroot; do
+    d=scratch; [ $mode = userns ] && d=mine
     run_user "cd $U && $CAPSA overlay create $mode.img"
-    run_user "$CAPSA exec --$mode --overlay $U/$mode.img $SQ sh -c 'echo $mode > /scratch/e; mount | grep \" on / \"'"
+    run_user "$CAPSA exec --$mode --overlay $U/$mode.img $SQ sh -c 'echo $mode > /$d/e; mount | grep \" on / \"'"
     expect_match "overlay IMG ($mode): served by fuse2fs, root by fuse-overlayfs" "^fuse.fuse-overlayfs on / " "$OUT"
-    run_user "$CAPSA exec --$mode --overlay $U/$mode.img $SQ cat /scratch/e"
+    run_user "$CAPSA exec --$mode --overlay $U/$mode.img $SQ cat /$d/e"
     expect_eq "overlay IMG ($mode): kept between runs" "0:$mode" "$RC:$OUT"
-    run_user "$CAPSA exec --$mode --overlay $U/$mode.img:ro $SQ sh -c 'cat /scratch/e; touch /scratch/g'"
+    run_user "$CAPSA exec --$mode --overlay $U/$mode.img:ro $SQ sh -c 'cat /$d/e; touch /$d/g'"
     expect_match "overlay IMG:ro ($mode): read, not written" "^$mode
 .*Read-only file system" "$OUT"
     expect_eq "overlay IMG ($mode): a clean file system afterwards (e2fsck -fn)" "0" "$(e2fsck -fn "$U/$mode.img" > /dev/null 2>&1; echo $?)"
-    expect_match "overlay IMG ($mode): the file is in the image (debugfs)" "^$mode$" "$(debugfs -R 'cat /upper/scratch/e' "$U/$mode.img" 2>/dev/null)"
+    expect_match "overlay IMG ($mode): the file is in the image (debugfs)" "^$mode$" "$(debugfs -R "cat /upper/$d/e" "$U/$mode.img" 2>/dev/null)"
 done
 expect_eq "no FUSE server left after the runs" "" "$(fuse_procs)"
 # Setuid users: only where the administrator lets the kernel parse ext3.
@@ -178,10 +184,11 @@ expect_match "overlay of a file that is no ext3: FATAL says what it is and what 
 mkfs.ext4 -q -F "$WORK/e4.img" 64M > /dev/null 2>&1
 run "$CAPSA" exec --overlay "$WORK/e4.img" "$SQ" true
 expect_match "an ext4 image refused as an overlay" "an ext4 file system .*not ext3" "$OUT"
-# One writer at a time.
+# One writer at a time (the lock shows in /proc/locks once mounted).
 "$CAPSA" exec --overlay "$WORK/r.img" "$SQ" sleep 5 > /dev/null 2>&1 &
 bg=$!
-for _ in $(seq 50); do pgrep -f '^sleep 5' > /dev/null && break; sleep 0.1; done
+ino=$(stat -c %i "$WORK/r.img")
+for _ in $(seq 100); do grep -q "FLOCK .* WRITE .*:$ino " /proc/locks && break; sleep 0.1; done
 run "$CAPSA" exec --overlay "$WORK/r.img" "$SQ" true
 expect_match "an image written by a running container cannot be written by another" "r.img is in use by another container \(add :ro to share it read-only\)" "$OUT"
 run "$CAPSA" exec --overlay "$WORK/r.img:ro" "$SQ" true
@@ -225,6 +232,10 @@ expect_eq "--writable SIF: the SIF still lists its objects (sif list)" "0" "$("$
 cp -a "$IMG" "$WORK/sb"
 run "$CAPSA" exec --writable "$WORK/sb" sh -c 'echo root > /opt/sbfile && id -u'
 expect_eq "--writable sandbox (root): written in place" "0:0:root" "$RC:$OUT:$(cat "$WORK/sb/opt/sbfile" 2>/dev/null)"
+rmdir "$WORK/sb/proc"
+run "$CAPSA" exec --writable "$WORK/sb" true
+expect_match "--writable sandbox without /proc: a WARNING, /proc not mounted" "^WARNING: --writable: /proc does not exist in $WORK/sb and capsa cannot create it there: not mounted$" "$OUT"
+mkdir "$WORK/sb/proc"
 run "$CAPSA" exec --writable "$WORK/sb" sh -c 'mount | grep " on / "'
 expect_nomatch "--writable sandbox: no overlay" "overlay" "$OUT"
 as_user "$TUSER" "cp -r $IMG $U/sb"
@@ -244,11 +255,11 @@ mkdir -p "$B/pkg/DEBIAN" "$B/pkg/opt/capsa-pkg"
 printf 'Package: capsa-test-pkg\nVersion: 1.0\nArchitecture: all\nMaintainer: capsa tests <t@example.org>\nDescription: a test package\n' > "$B/pkg/DEBIAN/control"
 echo owned > "$B/pkg/opt/capsa-pkg/owned"
 chown -R 0:0 "$B/pkg" && chown 1234:1234 "$B/pkg/opt/capsa-pkg/owned"
-dpkg-deb -b "$B/pkg" "$U/capsa-test.deb" > /dev/null && chown "$TUSER" "$U/capsa-test.deb"
+dpkg-deb -b "$B/pkg" "$B/capsa-test.deb" > /dev/null && chmod -R a+rX "$B"
 if MINSQ=$(fixture_minbase_sqfs); then
     run_user "$CAPSA -q build --sandbox $U/debsb $MINSQ"
     expect_eq "a user's Debian sandbox (build --sandbox from minbase)" "0" "$RC"
-    run_user "$CAPSA exec --userns --fakeroot --writable $U/debsb dpkg -i $U/capsa-test.deb"
+    run_user "$CAPSA exec --userns --fakeroot --writable $U/debsb dpkg -i $B/capsa-test.deb"
     expect_eq "exec --userns --fakeroot --writable SANDBOX dpkg -i pkg.deb: exit 0" "0" "$RC"
     run_user "$CAPSA exec --fakeroot $U/debsb dpkg -s capsa-test-pkg"
     expect_match "dpkg -i: the package is installed in the sandbox" "Status: install ok installed" "$OUT"
@@ -275,12 +286,12 @@ expect_eq "ext3 image with upper -> /etc: nothing written to the host's /etc" "$
 run "$CAPSA" exec --overlay "$WORK/evil.img" "$SQ" true
 expect_eq "ext3 image with upper -> /etc (root): refused too" "255" "$RC"
 # A setuid-root shell inside a user's ext3 image: mounted nosuid.
-mkdir -p "$WORK/suid/upper/bin" "$WORK/suid/work"
-cp /bin/busybox "$WORK/suid/upper/bin/suidbox" && chown 0:0 "$WORK/suid/upper/bin/suidbox" && chmod 4755 "$WORK/suid/upper/bin/suidbox"
+mkdir -p "$WORK/suid/upper/suid" "$WORK/suid/work"
+cp /bin/busybox "$WORK/suid/upper/suid/busybox" && chown 0:0 "$WORK/suid/upper/suid/busybox" && chmod 4755 "$WORK/suid/upper/suid/busybox"
 truncate -s 64M "$WORK/suid.img" && mkfs.ext3 -q -F -d "$WORK/suid" "$WORK/suid.img" > /dev/null 2>&1
 chown "$TUSER" "$WORK/suid.img"
-run_user "$CAPSA exec --overlay $WORK/suid.img $SQ sh -c 'ls -l /bin/suidbox; /bin/suidbox id -u'"
-expect_match "setuid-root file in a user's image: present" "^-rwsr-xr-x .* root .*/bin/suidbox" "$OUT"
+run_user "$CAPSA exec --overlay $WORK/suid.img $SQ sh -c 'ls -l /suid/busybox; /suid/busybox id -u'"
+expect_match "setuid-root file in a user's image: present" "^-rwsr-xr-x .* root .*/suid/busybox" "$OUT"
 expect_match "setuid-root file in a user's image: runs as the user (nosuid)" "^$UID1$" "$(printf '%s\n' "$OUT" | tail -1)"
 set_conf
 # A directory overlay whose upper/ is a link to a directory the user
@@ -296,7 +307,7 @@ run_user "$CAPSA exec --fakeroot --overlay $u2home/v.img $SQ true"
 expect_match "capsa-u2's overlay image (0600) cannot be used by capsa-u1" "^FATAL: +--overlay $u2home/v.img: Permission denied" "$OUT"
 as_user "$TUSER2" "chmod 0644 \$HOME/v.img"
 run_user "$CAPSA exec --fakeroot --overlay $u2home/v.img $SQ true"
-expect_match "capsa-u2's readable image cannot be written by capsa-u1" "not writable by you: add :ro\?" "$OUT"
+expect_match "capsa-u2's readable image cannot be written by capsa-u1" "\(readable, not writable by you: add :ro\?\): Permission denied" "$OUT"
 rm -f "$u2home/v.img"
 # --writable on someone else's sandbox: writes are the user's own.
 run_user "$CAPSA exec --writable $WORK/sb sh -c 'touch /opt/intruder; echo x >> /opt/sbfile'"
