@@ -167,8 +167,9 @@ capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struc
         char mnt[32], file[32], opt[96], off[32], size[32], key[32], rdy[32], fdenv[48];
         int devnull = open ("/dev/null", O_RDWR | O_CLOEXEC);
         /* This process parses what the user brought: it must be the user
-         * (never root: fuse2fs's library would unmount as root). */
-        if (geteuid () != c->user.uid || getuid () != c->user.uid || getuid () == 0)
+         * (for fuse2fs and fuse-overlayfs never root: libfuse 2 would
+         * unmount its "mount point" as root). */
+        if (geteuid () != c->user.uid || getuid () != c->user.uid || (userns_only && getuid () == 0))
             _exit (CAPSA_EXIT_FATAL);
         /* A FUSE mount made in the container's user namespace serves only
          * processes inside that namespace (allow_other is limited to it):
