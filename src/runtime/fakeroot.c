@@ -14,7 +14,6 @@
 #include "lib/log.h"
 #include "lib/utils.h"
 #include "runtime/container.h"
-#include "runtime/idmap.h"
 
 #ifndef CAPSA_NEWUIDMAP
 #define CAPSA_NEWUIDMAP "/usr/bin/newuidmap"
