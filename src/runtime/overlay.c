@@ -19,7 +19,7 @@
 #include "runtime/fusebroker.h"
 #include "runtime/mount.h"
 #include "runtime/privs.h"
-#include "sif/sif.h"
+#include "runtime/sifimage.h"
 
 /* ---- ext3 -------------------------------------------------------------------- */
 
@@ -76,43 +76,35 @@ static int
 locate_overlay (void *arg, capsa_error_t *err)
 {
     struct sif_ovl_question *q = arg;
-    struct sif_image *sif = NULL;
-    if (sif_open_fd_named (q->fd, q->path, &sif, err) < 0)
-        return -1;
-    for (size_t i = 0; i < sif_descriptor_count (sif); i++) {
-        const struct sif_descriptor *d = sif_descriptor_at (sif, i);
-        struct sif_partition p;
-        capsa_error_t ignore = NULL;
-        if (d->datatype != SIF_DATA_PARTITION || sif_get_partition (d, &p, &ignore) < 0) {
-            capsa_error_free (&ignore);
-            continue;
-        }
-        if (p.parttype == SIF_PART_OVERLAY && p.fstype == SIF_FS_EXT3) {
-            q->answer->offset = (uint64_t) d->offset;
-            q->answer->size = (uint64_t) d->size;
-            q->answer->found = 1;
-            break;
-        }
-    }
-    sif_close (sif);
-    return 0;
+    int r = capsa_sif_overlay_partition (q->fd, q->path, &q->answer->offset, &q->answer->size, err);
+    q->answer->found = r > 0;
+    return r < 0 ? -1 : 0;
 }
 
-/* The ext3 overlay partition of the SIF open on FD: 1 found, 0 none. */
+/* The ext3 overlay partition of the SIF open on FD: 1 found, 0 none.  The
+ * container's own image was looked at already by the setuid starter's
+ * parsing helper (prepare.c); others are parsed here, by such a helper. */
 static int
 sif_overlay (struct capsa_container *c, int fd, const char *path, uint64_t *offset, uint64_t *size, capsa_error_t *err)
 {
-    struct sif_ovl_answer *a = mmap (NULL, sizeof (*a), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct sif_ovl_answer got = { 0 };
     struct stat st;
-    if (a == MAP_FAILED)
-        return capsa_error_make (err, errno, "mmap");
-    memset (a, 0, sizeof (*a));
-    struct sif_ovl_question q = { .fd = fd, .path = path, .answer = a };
-    int r = capsa_run_as_user (c, locate_overlay, &q, err);
-    struct sif_ovl_answer got = *a;
-    munmap (a, sizeof (*a));
-    if (r < 0)
-        return -1;
+    if (c->image.overlay_known && strcmp (path, c->image.path) == 0) {
+        got.offset = c->image.overlay_offset;
+        got.size = c->image.overlay_size;
+        got.found = got.size > 0;
+    } else {
+        struct sif_ovl_answer *a = mmap (NULL, sizeof (*a), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED)
+            return capsa_error_make (err, errno, "mmap");
+        memset (a, 0, sizeof (*a));
+        struct sif_ovl_question q = { .fd = fd, .path = path, .answer = a };
+        int r = capsa_run_as_user (c, locate_overlay, &q, err);
+        got = *a;
+        munmap (a, sizeof (*a));
+        if (r < 0)
+            return -1;
+    }
     if (!got.found)
         return 0;
     /* Whoever parsed the header, the partition must be in the file and
