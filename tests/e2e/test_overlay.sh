@@ -129,6 +129,11 @@ run_user "cd $U && $CAPSA overlay create --sparse --size 128 --create-dir /usr/l
 expect_eq "overlay create --sparse --size 128: 128 MiB apparent, few blocks used" "134217728 yes" \
     "$(stat -c %s "$U/s.img") $([ "$(du -k "$U/s.img" | cut -f1)" -lt 16384 ] && echo yes || echo no)"
 expect_match "overlay create --create-dir: the directories in upper/ (debugfs)" "^ *[0-9]+ +40755 \(2\) .* share$" "$(debugfs -R 'ls -l /upper/usr/local' "$U/s.img" 2>/dev/null)"
+run_user "cd $U && $CAPSA overlay create --fakeroot f.img"
+expect_match "overlay create --fakeroot: upper/ owned by root, as --fakeroot makes it (debugfs)" "^ *[0-9]+ +40755 \(2\) +0 +0 .* upper$" "$(debugfs -R 'ls -l /' "$U/f.img" 2>/dev/null)"
+expect_eq "overlay create --fakeroot: the file itself is the caller's" "$UID1" "$(stat -c %u "$U/f.img")"
+run_user "$CAPSA exec --fakeroot --overlay $U/f.img $SQ sh -c 'echo f > /opt/f && cat /opt/f'"
+expect_eq "an overlay made with --fakeroot works with --fakeroot" "0:f" "$RC:$OUT"
 run_user "cd $U && $CAPSA overlay create u.img"
 expect_eq "overlay create on an existing ext3 image: 255" "255" "$RC"
 expect_match "overlay create on an existing ext3 image: says so" "^FATAL: +the ext3 overlay image u.img already exists$" "$OUT"
@@ -225,6 +230,12 @@ run_user "$CAPSA -v exec $WORK/w.sif sh -c 'ls /opt/s 2>&1'"
 expect_match "setuid user, default conf: the partition is left out, the image runs" "VERBOSE: the overlay partition of $WORK/w.sif is not used \('allow setuid-mount extfs = no'" "$OUT"
 run_user "$CAPSA exec --writable $WORK/w.sif true"
 expect_eq "--writable SIF (setuid, default conf): 255" "255" "$RC"
+set_conf "allow setuid-mount extfs = yes"
+run_user "$CAPSA exec --writable $WORK/w.sif sh -c 'echo suid > /scratch/w; mount | grep \" on / \"'"
+expect_match "--writable SIF (setuid, allow setuid-mount extfs = yes): the kernel's ext3" "^overlay on / type overlay" "$OUT"
+run_user "$CAPSA exec $WORK/w.sif cat /scratch/w"
+expect_eq "--writable SIF (setuid, extfs = yes): kept, and read-only use sees it" "0:suid" "$RC:$OUT"
+set_conf
 expect_eq "--writable SIF: the SIF still lists its objects (sif list)" "0" "$("$CAPSA" sif list "$WORK/w.sif" > /dev/null 2>&1; echo $?)"
 
 # ---------------------------------------------------------------- 5. --writable sandboxes
