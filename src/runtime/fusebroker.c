@@ -156,6 +156,13 @@ capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struc
         return capsa_error_make (err, 0, "unexpected request from the container");
     if (req->server == SERVER_OVERLAYFS && (data == NULL || strchr (data, ' ') != NULL))
         return capsa_error_make (err, 0, "unexpected request from the container");
+    /* (The server's own messages go to /dev/null without -d: say it here.) */
+    if (req->server == SERVER_FUSE2FS && (access (CAPSA_FUSE2FS, X_OK) < 0 || access (CAPSA_FUSERMOUNT_SHIM, R_OK) < 0))
+        return capsa_error_make (err, errno, "ext3 overlays in a user namespace need %s (Debian's fuse2fs) and %s",
+                                 CAPSA_FUSE2FS, CAPSA_FUSERMOUNT_SHIM);
+    if (req->server == SERVER_OVERLAYFS && access (CAPSA_FUSE_OVERLAYFS, X_OK) < 0)
+        return capsa_error_make (err, errno, "this container's root needs %s (Debian's fuse-overlayfs)",
+                                 CAPSA_FUSE_OVERLAYFS);
     if (req->server == SERVER_CRYPT && (c->opts->key_fd < 0 || pipe2 (ready, O_CLOEXEC) < 0))
         return capsa_error_make (err, c->opts->key_fd < 0 ? 0 : errno, "no key for the encrypted image");
     if (req->server == SERVER_OVERLAYFS && pipe2 (ready, O_CLOEXEC) < 0)

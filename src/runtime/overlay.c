@@ -624,10 +624,13 @@ match_attributes (int dirfd, int viewfd, const char *rel, int depth, capsa_error
         cleanup_close int v = capsa_open_in_root (viewfd, path, O_NOFOLLOW);
         if (v < 0 || fstat (v, &want) < 0 || !S_ISDIR (want.st_mode))
             continue;
+        cleanup_close int mine = openat (dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (mine < 0)
+            continue;
         capsa_privs_mount_begin ();
-        int r = fchownat (dirfd, e->d_name, want.st_uid, want.st_gid, AT_SYMLINK_NOFOLLOW);
+        int r = fchown (mine, want.st_uid, want.st_gid);
         if (r == 0)
-            r = fchmodat (dirfd, e->d_name, want.st_mode & 07777, 0);
+            r = fchmod (mine, want.st_mode & 07777);
         int er = errno;
         capsa_privs_mount_end ();
         if (r < 0)
