@@ -351,7 +351,8 @@ capsa_layers_prepare (struct capsa_container *c, capsa_error_t *err)
         return -1;
     if (!o->writable && !o->writable_tmpfs && o->noverlays == 0) {
         if (c->layers != NULL)
-            c->layers->fuse_root = c->layers->v[0].fuse || (c->mode == MODE_USERNS && c->conf->enable_overlay == OVERLAY_DRIVER);
+            c->layers->fuse_root = c->layers->v[0].fuse
+                                   || (c->mode == MODE_USERNS && c->conf->enable_overlay == OVERLAY_DRIVER);
         return 0;
     }
     struct capsa_layers *L = c->layers ? c->layers : xcalloc (1, sizeof (*L));
