@@ -88,10 +88,14 @@ TOOLS    := $(BUILDDIR)/capsa-tools
 STARTER  := $(BUILDDIR)/capsa-starter
 CRYPTFUSE := $(BUILDDIR)/capsa-cryptfuse
 SECCOMPC := $(BUILDDIR)/capsa-seccompc
+# Preloaded into Debian's fuse2fs (libfuse 2) so that it serves a connection
+# the container mounted (src/fuseshim/shim.c).  Built without sanitizers:
+# it is loaded into a program that has none.
+FUSESHIM := $(BUILDDIR)/fusermount-shim.so
 
 .PHONY: all install uninstall check check-vm unit bench fuzz deb clean FORCE
 
-all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(UNIT_BIN)
+all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM) $(UNIT_BIN)
 
 # Paths compiled into the binaries live in one generated header, rewritten
 # only when they change so that a PREFIX change rebuilds what depends on it.
@@ -136,6 +140,11 @@ $(CRYPTFUSE): $(CRYPTFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 $(SECCOMPC): $(SECCOMPC_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(SECCOMPC_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
+$(FUSESHIM): src/fuseshim/shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -O2 $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIC -shared \
+	    -Wl,-z,relro,-z,now -o $@ $< -ldl
+
 $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS) $(OCI_LIBS)
@@ -145,7 +154,7 @@ $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 # The starter is the only privileged program: setuid root, not readable
 # or writable by others.  capsa.conf and capability.json are kept when they
 # already exist (an administrator's edits survive a reinstall).
-install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC)
+install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
 	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
 	# Apptainer's names, for scripts, workflow tools and the
@@ -156,6 +165,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC)
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
 	install -m 0755 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
 	install -m 0711 $(SECCOMPC) $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc
+	install -m 0644 $(FUSESHIM) $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json || install -m 0644 etc/capability.json $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json
 	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles
@@ -168,7 +178,8 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC)
 
 uninstall:
 	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BINDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BINDIR)/$$n; done; true
-	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc $(DESTDIR)$(LIBEXECDIR)/capsa/tools
+	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc $(DESTDIR)$(LIBEXECDIR)/capsa/tools \
+	      $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard docs/man/*.1))) \
 	      $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard docs/man/*.5))) $(DESTDIR)$(BASHCOMPDIR)/capsa

@@ -13,6 +13,10 @@ packages=(
     libsquashfs-dev
     # run time
     fuse3 squashfs-tools squashfuse
+    # --fakeroot: newuidmap/newgidmap map the /etc/subuid ranges (uidmap);
+    # ext3 overlay images: mkfs.ext3 for 'overlay create' (e2fsprogs),
+    # fuse2fs and fuse-overlayfs serve them in user namespaces
+    uidmap e2fsprogs fuse2fs fuse-overlayfs
     # tests, fixtures and benchmarks
     busybox-static debootstrap bubblewrap charliecloud-runtime hyperfine python3 procps util-linux
     iputils-ping libcap2-bin openssl jq

@@ -20,6 +20,8 @@ int cmd_pull (int argc, char **argv);     /* src/cmd/pull.c */
 int cmd_cache (int argc, char **argv);    /* src/cmd/cache.c */
 int cmd_registry (int argc, char **argv); /* src/cmd/registry.c */
 int cmd_capability (int argc, char **argv); /* capability, caps: src/cmd/capability.c */
+int cmd_config (int argc, char **argv);   /* config fakeroot: src/cmd/config.c */
+int cmd_overlay (int argc, char **argv);  /* overlay create: src/cmd/overlay.c */
 int cmd_version (int argc, char **argv);  /* src/cmd/main.c */
 int cmd_help (int argc, char **argv);     /* src/cmd/main.c */
 

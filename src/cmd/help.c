@@ -22,6 +22,8 @@ static const char overview[] =
     "  pull      download an image: oras://, docker:// (made into a SIF), http(s)://\n"
     "  cache     list or clean the cache of pulled images\n"
     "  registry  log in to and out of OCI registries\n"
+    "  overlay   make a writable overlay image (overlay create)\n"
+    "  config    give users subordinate ids for --fakeroot (config fakeroot, root only)\n"
     "  sif       read and write Singularity Image Format files; alias: siftool\n"
     "  capability  manage capability grants (add, drop, list, avail); alias: caps\n"
     "  version   print capsa's version\n"
@@ -60,6 +62,13 @@ static const char action_options[] =
     "  -n, --net                     new network namespace\n"
     "      --network none            with --net: loopback only\n"
     "  -u, --userns                  run in a user namespace, without the setuid starter\n"
+    "  -f, --fakeroot                root inside a user namespace of your own, with your\n"
+    "                                /etc/subuid and /etc/subgid ranges (capsa config fakeroot)\n"
+    "      --writable-tmpfs          writable root, in memory, gone after the run\n"
+    "  -o, --overlay PATH[:ro]       add an overlay: a directory or an ext3 image (capsa overlay\n"
+    "                                create); repeatable, the last on top, one writable\n"
+    "  -w, --writable                write to the image itself: a sandbox directory, or a SIF's\n"
+    "                                overlay partition\n"
     "  -s, --shell PATH              shell for 'shell' (default /bin/bash, else /bin/sh)\n"
     "      --add-caps LIST           ask for capabilities (granted ones only; 'all')\n"
     "      --drop-caps LIST          drop capabilities ('all')\n"
@@ -127,6 +136,22 @@ static const struct help helps[] = {
       "kernel knows.  Users ask for granted ones with --add-caps.  Grants are kept in\n"
       "PREFIX/etc/capsa/capability.json, changed under a lock and replaced atomically.\n" },
     { "caps", "capsa caps ...", "Alias of 'capsa capability'.\n" },
+    { "overlay", "capsa overlay create [--size MiB] [--sparse] [--create-dir DIR]... [--fakeroot] IMAGE",
+      "Make an ext3 overlay image for 'exec --overlay IMAGE' (upper/ and work/, yours), or add\n"
+      "one as an overlay partition to the SIF file IMAGE for 'exec --writable IMAGE'.\n"
+      "\n"
+      "Options:\n"
+      "  -s, --size MiB        its size, at least 64 (the default)\n"
+      "  -S, --sparse          a sparse file: blocks allocated as they are written\n"
+      "      --create-dir DIR  also make DIR (a path inside the container) in upper/\n"
+      "  -f, --fakeroot        upper/ and work/ owned by root, as --fakeroot would make them\n"
+      "\n"
+      "Users' ext3 images are mounted by the kernel only where 'allow setuid-mount extfs = yes';\n"
+      "with --fakeroot or --userns fuse2fs serves them.  See docs/writable.md.\n" },
+    { "config", "capsa config fakeroot --add|--remove|--enable|--disable USER",
+      "Root only: give USER a range of 65536 subordinate ids in /etc/subuid and /etc/subgid for\n"
+      "--fakeroot (--add), take it away (--remove), or switch it off and on (--disable with a\n"
+      "leading '!', --enable).  Changed under shadow's locks, atomically.\n" },
     { "build", "capsa build [--sandbox] [--force] [--fakeroot] [--notest] [--comp C] [--encrypt]\n"
                "                   [--passphrase | --pem-path PUBLIC.pem] OUT SOURCE",
       "Build OUT, a SIF file (or with --sandbox a directory), from SOURCE: a directory, a SIF or\n"
@@ -145,7 +170,8 @@ static const struct help helps[] = {
       "      --pem-path FILE    encrypt for the RSA public key in FILE\n"
       "\n"
       "%post and %test run as root inside the new root: build as root or with --fakeroot;\n"
-      "debootstrap needs root.  OUT appears whole or not at all.  Environment (CAPSA_, APPTAINER_\n"
+      "debootstrap needs root, or --fakeroot with a range in /etc/subuid and /etc/subgid\n"
+      "(capsa config fakeroot).  OUT appears whole or not at all.  Environment (CAPSA_, APPTAINER_\n"
       "or SINGULARITY_ prefix): FAKEROOT, FORCE, SANDBOX, NOTEST, COMP; CAPSA_DEBOOTSTRAP_CACHE\n"
       "(debootstrap --cache-dir).  See docs/build.md.\n" },
     { "encrypt", "capsa encrypt [--passphrase | --pem-path PUBLIC.pem] [--force] IN.sif OUT.sif",

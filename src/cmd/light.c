@@ -4,6 +4,7 @@
  * links only what exec/run/shell/inspect/sif/capability need.  Commands
  * and cases that need the heavy libraries (libcurl, libarchive,
  * libcryptsetup, OpenSSL: build, encrypt, push, pull, cache, registry,
+ * config and overlay (rare, and run mkfs.ext3 or edit system files),
  * images named by URI, encrypted images) are handed, with the original command
  * line, to PREFIX/libexec/capsa/tools, the same front end built with
  * everything.  Neither is privileged. */
@@ -39,6 +40,8 @@ int cmd_push (int argc, char **argv) { return delegate (argc, argv); }
 int cmd_pull (int argc, char **argv) { return delegate (argc, argv); }
 int cmd_cache (int argc, char **argv) { return delegate (argc, argv); }
 int cmd_registry (int argc, char **argv) { return delegate (argc, argv); }
+int cmd_config (int argc, char **argv) { return delegate (argc, argv); }
+int cmd_overlay (int argc, char **argv) { return delegate (argc, argv); }
 
 bool
 capsa_cmd_registry_flag (int argc, char **argv, int *i)

@@ -35,6 +35,7 @@ static const struct command commands[] = {
     { "push", cmd_push },     { "pull", cmd_pull },       { "cache", cmd_cache },
     { "registry", cmd_registry },
     { "test", cmd_action },   { "run-help", cmd_run_help }, { "siftool", cmd_sif },
+    { "config", cmd_config },   { "overlay", cmd_overlay },
 };
 
 /* Apptainer's commands that capsa does not have, and why. */
@@ -52,8 +53,6 @@ static const struct {
     { "delete", "the container library is not supported" },
     { "plugin", "plugins are not supported" },
     { "oci", "the OCI runtime commands are not supported" },
-    { "overlay", "persistent overlays are not supported yet" },
-    { "config", "'config' is not supported yet; edit capsa.conf and capability.json" },
 };
 
 int

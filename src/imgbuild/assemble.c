@@ -30,12 +30,14 @@ assemble_on_line (const char *line, void *data)
 
 /* Run ARGV; on failure the error carries the tool's last lines. */
 static int
-assemble_run (const char *const *argv, const char *cwd, const struct assemble_io *io, int *status, capsa_error_t *err)
+assemble_run (const char *const *argv, const char *cwd, unsigned flags, const struct assemble_io *io, int *status,
+              capsa_error_t *err)
 {
     struct assemble_capture cap = { .io = io };
     struct build_proc p = {
         .argv = argv,
         .cwd = cwd,
+        .flags = flags,
         .null_stdin = true,
         .out_fd = -1,
     };
@@ -84,7 +86,7 @@ assemble_mksquashfs (const struct squash_opts *o, const struct assemble_io *io, 
         argv[n++] = o->exclude_file;
     }
     argv[n] = NULL;
-    if (assemble_run (argv, o->cwd, io, &status, err) < 0)
+    if (assemble_run (argv, o->cwd, o->fakeroot ? BP_FAKEROOT : 0, io, &status, err) < 0)
         return capsa_error_wrap (err, "create the squashfs of %s", o->src);
     if (status != 0)
         return capsa_error_make (err, 0, "mksquashfs of %s failed (exit status %d)", o->src, status);
@@ -114,7 +116,7 @@ assemble_unsquashfs (const char *image, uint64_t offset, const char *dest, const
     argv[n++] = dest;
     argv[n++] = image;
     argv[n] = NULL;
-    if (assemble_run (argv, NULL, io, &status, err) < 0)
+    if (assemble_run (argv, NULL, 0, io, &status, err) < 0)
         return capsa_error_wrap (err, "extract %s", image);
     /* 2: some files could not be written (device nodes as a user...). */
     if (status == 2) {

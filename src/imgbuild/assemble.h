@@ -23,6 +23,7 @@ struct squash_opts {
     const char *dest;      /* new file */
     const char *comp;      /* compressor, NULL: gzip */
     bool all_root;         /* every file owned by root */
+    bool fakeroot;         /* run in the fakeroot namespace: its ids are kept */
     const char *cwd;       /* where pseudo_file and exclude_file are, NULL: unchanged */
     const char *pseudo_file;
     const char *exclude_file;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <pwd.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -30,6 +31,7 @@
 #include "imgbuild/tree.h"
 #include "oci/oci.h"
 #include "lib/utils.h"
+#include "runtime/fakeroot.h"
 #include "runtime/image.h"
 #include "sif/sif.h"
 
@@ -45,6 +47,8 @@ struct bld {
     int rootfd;
     struct deffile *def;
     bool fakeroot; /* scripts in a user namespace */
+    bool ranges;   /* ... with the caller's subordinate ids mapped too */
+    struct capsa_subid subuid, subgid;
     bool root;     /* real root */
     struct capsa_oci_config oci; /* an OCI source's config (has_oci) */
     bool has_oci;
@@ -308,7 +312,7 @@ bld_debootstrap (struct bld *b, capsa_error_t *err)
     int n = 0, status;
     struct bld_lines lines = { .b = b, .step = "debootstrap" };
 
-    argv[n++] = "debootstrap";
+    argv[n++] = access ("/usr/sbin/debootstrap", X_OK) == 0 ? "/usr/sbin/debootstrap" : "debootstrap";
     argv[n++] = "--variant=minbase";
     argv[n++] = arch;
     if (include)
@@ -325,13 +329,26 @@ bld_debootstrap (struct bld *b, capsa_error_t *err)
               d->include);
     struct build_proc p = {
         .argv = argv,
-        .flags = BP_NAMESPACES,
+        .flags = BP_NAMESPACES | (b->fakeroot ? BP_FAKEROOT : 0),
         .null_stdin = true,
         .on_line = bld_on_line,
         .data = &lines,
         .out_fd = -1,
     };
+    /* In a user namespace debootstrap cannot make device nodes: told it
+     * runs in a container ("lxc"), it binds the host's /dev instead. */
+    struct strv env = { 0 };
+    if (b->fakeroot) {
+        const char *path = getenv ("PATH");
+        for (char **e = environ; *e; e++)
+            if (strncmp (*e, "PATH=", 5) != 0 && strncmp (*e, "container=", 10) != 0)
+                strv_push (&env, *e);
+        strv_push_take (&env, xasprintf ("PATH=%s%s/usr/sbin:/usr/bin:/sbin:/bin", path ? path : "", path ? ":" : ""));
+        strv_push (&env, "container=lxc");
+        p.envp = (const char *const *) env.v;
+    }
     int ret = build_proc_run (&p, &status, err);
+    strv_free (&env);
     if (b->o->ui.progress)
         b->o->ui.progress ("debootstrap", NULL, b->o->ui.data);
     if (ret == 0 && status != 0) {
@@ -591,7 +608,8 @@ bld_output (struct bld *b, struct layout *l, capsa_error_t *err)
         .src = b->rootfs,
         .dest = sqfs,
         .comp = b->o->comp,
-        .all_root = !b->root,
+        .all_root = !b->root && !b->ranges,
+        .fakeroot = b->ranges,
     };
     bld_info (b, "Creating the squashfs file system (%s)", b->o->comp ? b->o->comp : "gzip");
     if (assemble_mksquashfs (&so, &b->io, err) < 0)
@@ -651,7 +669,8 @@ bld_dir_to_sif (struct bld *b, const char *source, capsa_error_t *err)
         .src = src_abs,
         .dest = sqfs,
         .comp = b->o->comp,
-        .all_root = !b->root,
+        .all_root = !b->root && !b->ranges,
+        .fakeroot = b->ranges,
         .cwd = stage,
         .pseudo_file = any ? "pseudo" : NULL,
         .exclude_file = any ? "exclude" : NULL,
@@ -669,6 +688,32 @@ out:
     return ret;
 }
 
+/* --fakeroot: the caller's subordinate ids, mapped as well when there are
+ * some (debootstrap and package managers need them). */
+static int
+bld_fakeroot_ranges (struct bld *b, capsa_error_t *err)
+{
+    struct passwd *pw = getpwuid (getuid ());
+    const char *why_u = NULL, *why_g = NULL;
+    if (pw == NULL)
+        return capsa_error_make (err, 0, "user %u is not in the password database", (unsigned) getuid ());
+    int u = capsa_subid_lookup (CAPSA_SUBUID_FILE, pw->pw_name, pw->pw_uid, &b->subuid, &why_u, err);
+    int g = u < 0 ? -1 : capsa_subid_lookup (CAPSA_SUBGID_FILE, pw->pw_name, pw->pw_uid, &b->subgid, &why_g, err);
+    if (u < 0 || g < 0)
+        return capsa_error_wrap (err, "--fakeroot");
+    b->ranges = u == 1 && g == 1;
+    if (!b->ranges && b->o->ui.warn) {
+        char msg[512];
+        snprintf (msg, sizeof (msg),
+                  "--fakeroot: %s has no subordinate ids in %s (%s): only your own uid and gid are mapped, to root; "
+                  "package managers that change owners or switch users (dpkg, apt, debootstrap) will fail",
+                  pw->pw_name, u == 0 ? CAPSA_SUBUID_FILE : CAPSA_SUBGID_FILE, u == 0 ? why_u : why_g);
+        b->o->ui.warn (msg, b->o->ui.data);
+    }
+    build_proc_set_fakeroot_ranges (b->ranges ? &b->subuid : NULL, b->ranges ? &b->subgid : NULL);
+    return 0;
+}
+
 /* ---- the whole build ---------------------------------------------------------------------- */
 
 static int
@@ -677,9 +722,11 @@ bld_check_privileges (struct bld *b, capsa_error_t *err)
     const struct deffile *d = b->def;
     static const enum def_section_kind scripts[] = { DEF_SETUP, DEF_POST, DEF_TEST };
 
-    if (d->bootstrap == DEF_BOOTSTRAP_DEBOOTSTRAP && !b->root)
-        return capsa_error_make (err, 0, "%s:%d: 'Bootstrap: debootstrap' needs root%s", d->name, d->bootstrap_line,
-                                 b->o->fakeroot ? " (--fakeroot maps only one uid, too few for dpkg)" : "");
+    if (d->bootstrap == DEF_BOOTSTRAP_DEBOOTSTRAP && !b->root && !b->ranges)
+        return capsa_error_make (err, 0, "%s:%d: 'Bootstrap: debootstrap' needs root, or --fakeroot with subordinate ids "
+                                 "in %s and %s ('capsa config fakeroot --add USER')%s",
+                                 d->name, d->bootstrap_line, CAPSA_SUBUID_FILE, CAPSA_SUBGID_FILE,
+                                 b->fakeroot ? ": you have none, and one uid is too few for dpkg" : "");
     for (size_t i = 0; i < ARRAY_SIZE (scripts); i++) {
         enum def_section_kind k = scripts[i];
         if (k == DEF_TEST && b->o->notest)
@@ -780,6 +827,8 @@ capsa_build (const struct capsa_build_opts *o, capsa_error_t *err)
 
     b.root = geteuid () == 0;
     b.fakeroot = o->fakeroot && !b.root;
+    if (b.fakeroot && bld_fakeroot_ranges (&b, err) < 0)
+        goto done;
     b.io.terminal = o->terminal;
     b.out = xstrdup (o->out);
     for (size_t n = strlen (b.out); n > 1 && b.out[n - 1] == '/'; n--)
@@ -825,7 +874,13 @@ capsa_build (const struct capsa_build_opts *o, capsa_error_t *err)
         close (b.rootfd);
     if (b.workdir != NULL) {
         capsa_error_t cleanup = NULL;
-        if (tree_remove (b.workdir, &cleanup) < 0) {
+        /* Files the build gave to subordinate ids are removed from inside
+         * the namespace. */
+        if (tree_remove (b.workdir, &cleanup) < 0 && b.ranges) {
+            capsa_error_free (&cleanup);
+            build_proc_remove_fakeroot (b.workdir, &cleanup);
+        }
+        if (cleanup != NULL) {
             if (ret == 0)
                 *err = cleanup;
             else

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/utils.h"
+#include "runtime/fakeroot.h"
 #include "runtime/idmap.h"
 #include "runtime/mount.h"
 #include "runtime/rootfs.h"
@@ -280,14 +281,24 @@ child_init (const struct build_proc *p, int sync_fd, int out_fd, int errfd)
 
 /* ---- the parent side -------------------------------------------------------- */
 
-/* --fakeroot: root inside is the caller outside, one uid and one gid. */
+static struct capsa_subid fakeroot_uids, fakeroot_gids;
+
+void
+build_proc_set_fakeroot_ranges (const struct capsa_subid *uids, const struct capsa_subid *gids)
+{
+    memset (&fakeroot_uids, 0, sizeof (fakeroot_uids));
+    memset (&fakeroot_gids, 0, sizeof (fakeroot_gids));
+    if (uids)
+        fakeroot_uids = *uids;
+    if (gids)
+        fakeroot_gids = *gids;
+}
+
+/* --fakeroot: root inside is the caller outside, with the ranges found. */
 static int
 write_maps (pid_t pid, capsa_error_t *err)
 {
-    char uid_map[64], gid_map[64];
-    snprintf (uid_map, sizeof (uid_map), "0 %u 1\n", (unsigned) getuid ());
-    snprintf (gid_map, sizeof (gid_map), "0 %u 1\n", (unsigned) getgid ());
-    if (capsa_write_id_maps (pid, uid_map, gid_map, err) < 0)
+    if (capsa_fakeroot_write_maps (pid, getuid (), getgid (), &fakeroot_uids, &fakeroot_gids, err) < 0)
         return capsa_error_wrap (err, "map root to uid %u in a user namespace (--fakeroot)", (unsigned) getuid ());
     return 0;
 }
@@ -465,4 +476,19 @@ out:
             close (outpipe[i]);
     }
     return ret;
+}
+
+int
+build_proc_remove_fakeroot (const char *path, capsa_error_t *err)
+{
+    const char *argv[] = { "rm", "-rf", "--one-file-system", "--", path, NULL };
+    struct build_proc p = { .argv = argv, .flags = BP_FAKEROOT, .null_stdin = true, .out_fd = -1 };
+    int status;
+    sig_atomic_t was = interrupted_by;
+    interrupted_by = 0;
+    int r = build_proc_run (&p, &status, err);
+    interrupted_by = was;
+    if (r == 0 && status != 0)
+        r = capsa_error_make (err, 0, "cannot remove %s (rm exit status %d)", path, status);
+    return r;
 }

@@ -4,8 +4,9 @@
  * Every child dies with capsa (PR_SET_PDEATHSIG).  A child that asks for
  * namespaces is started with clone(): it becomes PID 1 of a new PID
  * namespace in a new, private mount namespace (and, with BP_FAKEROOT, a new
- * user namespace mapping root to the caller, one uid and one gid, written by
- * the parent: no newuidmap).  It prepares the mounts, then forks the
+ * user namespace mapping root to the caller, plus the caller's subordinate
+ * ids of /etc/subuid and /etc/subgid through newuidmap/newgidmap when the
+ * build found some: build_proc_set_fakeroot_ranges).  It prepares the mounts, then forks the
  * program and reaps until it ends.  So killing that PID 1 (what an
  * interrupted build does) kills everything the script started, and every
  * mount it or the script made disappears with the namespace: nothing is
@@ -49,6 +50,17 @@ struct build_proc {
     void *data;
     int out_fd;
 };
+
+/* The subordinate ranges a BP_FAKEROOT namespace maps besides root = the
+ * caller (src/runtime/fakeroot.h; NULL or count 0: the caller alone), for
+ * every later build_proc_run.  Borrowed. */
+struct capsa_subid;
+void build_proc_set_fakeroot_ranges (const struct capsa_subid *uids, const struct capsa_subid *gids);
+
+/* Remove the tree PATH from inside a BP_FAKEROOT namespace, where files
+ * the build gave to subordinate ids can be removed (even after an
+ * interruption: this is the cleanup). */
+int build_proc_remove_fakeroot (const char *path, capsa_error_t *err);
 
 /* Run P and wait for it.  *status is its exit code, 128+N after signal N.
  * Fails (-1) when it cannot be started, when preparing its namespaces or

@@ -6,6 +6,8 @@
  *            of every group in the caller's group list; the rest refused
  *            with a warning; minus --drop-caps.
  *   userns:  --add-caps as asked, inside the namespace only.
+ *   fakeroot: every capability, inside the namespace only (the caller is
+ *            root there), minus --drop-caps; none with --no-privs.
  * capability.json is read here, in the starter, from the root-owned path. */
 #include <errno.h>
 #include <grp.h>
@@ -126,6 +128,13 @@ capsa_caps_select (struct capsa_container *c, capsa_error_t *err)
     }
 
     case MODE_USERNS:
+        if (c->fakeroot) {
+            /* Root of its own user namespace: every capability, as
+             * Apptainer gives it, valid in that namespace only. */
+            for (int cap = 0; cap <= capsa_cap_last (); cap++)
+                set |= UINT64_C (1) << cap;
+            break;
+        }
         set = requested;
         if (requested)
             verbosef ("capabilities are granted inside the user namespace only (no setuid starter): they give no "

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "runtime/overlay.h"
 #include "runtime/privs.h"
 
 /* Look COMMAND up in the container's PATH; errors as a shell would. */
@@ -100,12 +101,16 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
             c->user.uid = (uid_t) o->target_uid;
         if (o->ntarget_gids > 0)
             c->user.gid = o->target_gids[0];
+        /* --fakeroot: the caller is root inside. */
+        if (c->fakeroot)
+            c->user.uid = 0, c->user.gid = 0;
     }
 
     /* 2. The user's rights from here on; open what the user named in this
      *    new mount namespace (descriptors of the host's namespace could not
      *    be bind-mounted here).  The key pipe is the monitor's business. */
-    if (capsa_privs_child_begin (c, &err) < 0 || capsa_container_prepare (c, &err) < 0)
+    if (capsa_privs_child_begin (c, &err) < 0 || capsa_container_prepare (c, &err) < 0
+        || capsa_layers_prepare (c, &err) < 0)
         capsa_error_fatal (&err);
     if (o->key_fd >= 0) {
         close (o->key_fd);

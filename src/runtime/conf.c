@@ -32,6 +32,10 @@ capsa_conf_init (struct capsa_conf *c)
     c->setuid_mount_encrypted = TRI_IFLIMITED;
     c->allow_container_sif = c->allow_container_encrypted = true;
     c->allow_container_squashfs = c->allow_container_dir = true;
+    c->enable_overlay = OVERLAY_TRY;
+    c->sessiondir_max_size = 64;
+    c->setuid_mount_extfs = false;
+    c->allow_container_extfs = true;
 }
 
 bool
@@ -51,7 +55,7 @@ capsa_conf_free (struct capsa_conf *c)
     c->seccomp_profile = NULL;
 }
 
-enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE };
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_OVERLAY, K_MIB };
 
 struct directive {
     const char *key;
@@ -89,6 +93,10 @@ static const struct directive directives[] = {
     D ("allow container squashfs", K_BOOL, allow_container_squashfs),
     D ("allow container dir", K_BOOL, allow_container_dir),
     D ("seccomp profile", K_FILE, seccomp_profile),
+    D ("enable overlay", K_OVERLAY, enable_overlay),
+    D ("sessiondir max size", K_MIB, sessiondir_max_size),
+    D ("allow setuid-mount extfs", K_BOOL, setuid_mount_extfs),
+    D ("allow container extfs", K_BOOL, allow_container_extfs),
 };
 #undef D
 
@@ -114,6 +122,10 @@ allowed_values (enum kind k)
         return "a comma-separated list of absolute paths";
     case K_FILE:
         return "an absolute path";
+    case K_OVERLAY:
+        return "yes, no, try, driver";
+    case K_MIB:
+        return "a size in MiB from 1 to 1048576";
     }
     return "";
 }
@@ -169,6 +181,20 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
             return -1;
         *(long *) field = l;
         return 0;
+    case K_MIB:
+        if (parse_long (value, 1, 1048576, &l) < 0)
+            return -1;
+        *(long *) field = l;
+        return 0;
+    case K_OVERLAY: {
+        static const char *const names[] = { "no", "yes", "try", "driver" };
+        for (size_t i = 0; i < ARRAY_SIZE (names); i++)
+            if (strcmp (value, names[i]) == 0) {
+                *(enum capsa_enable_overlay *) field = (enum capsa_enable_overlay) i;
+                return 0;
+            }
+        return -1;
+    }
     case K_NAMES:
     case K_PATHS: {
         /* Comma-separated; each item non-empty, paths absolute. */

@@ -14,6 +14,12 @@
 enum capsa_root_caps { ROOT_CAPS_FULL, ROOT_CAPS_FILE, ROOT_CAPS_NO };
 enum capsa_tristate { TRI_NO = 0, TRI_YES = 1, TRI_IFLIMITED = 2 };
 enum capsa_mount_dev { MOUNT_DEV_NO = 0, MOUNT_DEV_YES = 1, MOUNT_DEV_MINIMAL = 2 };
+/* 'enable overlay' (docs/writable.md): NO refuses the writable layers
+ * (--overlay, --writable-tmpfs, a SIF's overlay partition); YES and TRY
+ * allow them (capsa's root is always an overlay, so there is nothing to
+ * fall back to); DRIVER also uses fuse-overlayfs, not the kernel's overlay,
+ * for the root of a container in a user namespace. */
+enum capsa_enable_overlay { OVERLAY_NO = 0, OVERLAY_YES = 1, OVERLAY_TRY = 2, OVERLAY_DRIVER = 3 };
 
 struct capsa_conf {
     bool allow_setuid;
@@ -42,6 +48,12 @@ struct capsa_conf {
     struct strv limit_owners, limit_groups, limit_paths;
     bool allow_container_sif, allow_container_encrypted, allow_container_squashfs, allow_container_dir;
     char *seccomp_profile; /* forced on every container, or NULL */
+
+    /* Writable containers (docs/writable.md). */
+    enum capsa_enable_overlay enable_overlay;
+    long sessiondir_max_size;     /* MiB: the in-memory layer of --writable-tmpfs */
+    bool setuid_mount_extfs;      /* kernel ext3 mounts of a user's overlay images */
+    bool allow_container_extfs;   /* may setuid users use ext3 overlay images at all */
 };
 
 /* Does any 'limit container ...' restrict which images may run? */

@@ -33,6 +33,7 @@
 #include "lib/utils.h"
 #include "runtime/caps.h"
 #include "runtime/conf.h"
+#include "runtime/fakeroot.h"
 #include "runtime/image.h"
 #include "runtime/options.h"
 
@@ -88,6 +89,13 @@ struct capsa_container {
 
     struct strv env;      /* environment of the command, before env scripts */
     struct strv env_override; /* KEY=VALUE applied after the env scripts */
+
+    /* --fakeroot (runtime/fakeroot.h): a user namespace where the caller
+     * is root, with these subordinate ranges mapped (count 0: none). */
+    bool fakeroot;
+    struct capsa_subid subuid, subgid;
+    /* Writable layers and --writable (runtime/overlay.h). */
+    struct capsa_layers *layers;
 };
 
 /* Open the image and the host paths (called with the caller's identity,
@@ -97,6 +105,12 @@ int capsa_container_prepare (struct capsa_container *c, capsa_error_t *err);
 /* Assemble the container's root and pivot into it (src/runtime/rootfs.c);
  * SOCK is the child's end of the socket to the monitor (FUSE requests). */
 int capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *err);
+
+/* Attach FILEFD (OFFSET, SIZE bytes; 0: to the end) to a free loop device,
+ * read-write with RW, autoclear; returns its descriptor, its path in DEV
+ * (src/runtime/rootfs.c). */
+int capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, bool rw, char *dev,
+                       size_t devlen, capsa_error_t *err);
 
 /* The child, from clone() to exec (src/runtime/child.c). */
 noreturn void capsa_container_child (struct capsa_container *c, int sock, pid_t monitor);

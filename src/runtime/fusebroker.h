@@ -15,13 +15,23 @@
 
 #include "runtime/container.h"
 
-enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2 };
+/* SERVER_FUSE2FS (an ext3 overlay image, read-write unless FUSE_REQ_RO)
+ * and SERVER_OVERLAYFS (the container's root, when a layer is served by
+ * fuse2fs) are for user-namespace containers only (runtime/overlay.h). */
+enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2, SERVER_FUSE2FS = 3, SERVER_OVERLAYFS = 4 };
 
+enum { FUSE_REQ_RO = 1 };
+
+/* Followed on the socket by datalen bytes (fuse-overlayfs's layer
+ * options), at most CAPSA_FUSE_DATA_MAX. */
 struct capsa_fuse_request {
     uint32_t server;
-    uint32_t unused;
+    uint32_t flags;
     uint64_t offset, size;
+    uint32_t datalen;
+    uint32_t unused;
 };
+#define CAPSA_FUSE_DATA_MAX 16384
 
 /* Child: mount /dev/fuse on TARGET (FLAGS: MS_RDONLY, MS_NOSUID, ...) and
  * have SERVER serve FILEFD from OFFSET (SIZE bytes, 0: to the end). */
@@ -29,13 +39,21 @@ int capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, co
                              enum capsa_fuse_server server, int filefd, uint64_t offset, uint64_t size,
                              unsigned long flags, capsa_error_t *err);
 
+/* Child: mount /dev/fuse on TARGET and have fuse-overlayfs, in a private
+ * copy of the container's mount namespace made while the child waits,
+ * serve the overlay of LAYERS ("lowerdir=...,upperdir=...,workdir=...",
+ * paths under the stage). */
+int capsa_fuse_mount_overlayfs (struct capsa_container *c, int sock, int target, const char *layers, unsigned long flags,
+                                capsa_error_t *err);
+
 /* Monitor: the next request (1), end of stream (0: the child exec'd or
- * died) or a malformed one (-1). */
-int capsa_fuse_recv_request (int sock, struct capsa_fuse_request *req, int fds[2]);
+ * died) or a malformed one (-1).  *data (NUL-terminated, freed by the
+ * caller) holds the request's data, NULL when it has none. */
+int capsa_fuse_recv_request (int sock, struct capsa_fuse_request *req, int fds[2], char **data);
 
 /* Monitor: start the server REQ asks for, as the user; returns its pid.
  * For the decrypting server, waits until it says the key opened the image. */
 pid_t capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req,
-                               int fusefd, int filefd, capsa_error_t *err);
+                               int fusefd, int filefd, const char *data, capsa_error_t *err);
 
 #endif

@@ -22,6 +22,10 @@ struct capsa_image {
     uint64_t offset;     /* of the squashfs inside the file */
     uint64_t size;       /* of the squashfs; 0 = to the end of the file */
     bool encrypted;      /* offset/size are those of a LUKS2 container around it */
+    /* A SIF's ext3 overlay partition, when the setuid starter's parsing
+     * helper already looked (runtime/overlay.h): size 0 for none. */
+    bool overlay_known;
+    uint64_t overlay_offset, overlay_size;
 };
 
 int capsa_image_open (struct capsa_image *img, const char *path, capsa_error_t *err);

@@ -113,7 +113,10 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         sigaction (fwd[i], &sa, NULL);
 
     if (c->mode == MODE_USERNS) {
-        if (write_maps (pid, &c->user, o, err) < 0 || write (sv[0], "G", 1) != 1) {
+        if ((c->fakeroot ? capsa_fakeroot_write_maps (pid, c->user.uid, c->user.gid, &c->subuid, &c->subgid, err)
+                         : write_maps (pid, &c->user, o, err))
+                < 0
+            || write (sv[0], "G", 1) != 1) {
             kill (pid, SIGKILL);
             waitpid (pid, NULL, 0);
             close (sv[0]);
@@ -122,19 +125,24 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
     }
 
     /* Start the FUSE servers the child asks for, until it has exec'd or
-     * died (the socket closes on exec).  At most two: the decrypting
-     * server of an encrypted image, then squashfuse_ll. */
-    pid_t servers[2] = { -1, -1 };
+     * died (the socket closes on exec): the decrypting server of an
+     * encrypted image, squashfuse_ll, and in a user namespace fuse2fs for
+     * ext3 overlays and fuse-overlayfs (runtime/overlay.h). */
+    pid_t servers[16];
     size_t nservers = 0;
     for (;;) {
         struct capsa_fuse_request req;
         int fds[2] = { -1, -1 };
-        int r = capsa_fuse_recv_request (sv[0], &req, fds);
+        char *data = NULL;
+        int r = capsa_fuse_recv_request (sv[0], &req, fds, &data);
         if (r <= 0)
             break;
         pid_t spid = -1;
-        if (nservers < ARRAY_SIZE (servers) && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT))
-            spid = capsa_fuse_spawn_server (c, pid, &req, fds[0], fds[1], err);
+        if (nservers < ARRAY_SIZE (servers)
+            && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT || req.server == SERVER_FUSE2FS
+                || req.server == SERVER_OVERLAYFS))
+            spid = capsa_fuse_spawn_server (c, pid, &req, fds[0], fds[1], data, err);
+        free (data);
         close (fds[0]);
         close (fds[1]);
         if (spid < 0) {
@@ -180,7 +188,8 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         }
     }
     child_pid = 0;
-    /* Last started first: squashfuse_ll before the decrypting server. */
+    /* Last started first: fuse-overlayfs, then fuse2fs (which writes its
+     * cache back when stopped), squashfuse_ll, the decrypting server. */
     for (size_t k = nservers; k-- > 0;) {
         if (servers[k] > 0) {
             kill (servers[k], SIGTERM);

@@ -77,6 +77,23 @@ capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err
 }
 
 int
+capsa_opts_add_overlay (struct capsa_opts *o, const char *spec, capsa_error_t *err)
+{
+    cleanup_free char *path = xstrdup (spec);
+    size_t n = strlen (path);
+    bool ro = false;
+    if (n > 3 && (strcmp (path + n - 3, ":ro") == 0 || strcmp (path + n - 3, ":rw") == 0)) {
+        ro = path[n - 2] == 'r' && path[n - 1] == 'o';
+        path[n - 3] = '\0';
+    }
+    if (path[0] == '\0' || strchr (path, ':') != NULL)
+        return capsa_error_make (err, 0, "invalid --overlay '%s' (expected PATH or PATH:ro)", spec);
+    o->overlays = xrealloc (o->overlays, (o->noverlays + 1) * sizeof (*o->overlays));
+    o->overlays[o->noverlays++] = (struct capsa_overlay_opt) { .path = steal_ptr (&path), .ro = ro };
+    return 0;
+}
+
+int
 capsa_opts_add_security (struct capsa_opts *o, const char *value, capsa_error_t *err)
 {
     const char *colon = strchr (value, ':');
@@ -137,6 +154,7 @@ enum {
     OPT_SECURITY,
     OPT_SECCOMP_FD,
     OPT_KEY_FD,
+    OPT_WRITABLE_TMPFS,
 };
 
 static const struct option long_opts[] = {
@@ -165,6 +183,10 @@ static const struct option long_opts[] = {
     { "security", required_argument, NULL, OPT_SECURITY },
     { "seccomp-fd", required_argument, NULL, OPT_SECCOMP_FD },
     { "key-fd", required_argument, NULL, OPT_KEY_FD },
+    { "fakeroot", no_argument, NULL, 'f' },
+    { "writable", no_argument, NULL, 'w' },
+    { "writable-tmpfs", no_argument, NULL, OPT_WRITABLE_TMPFS },
+    { "overlay", required_argument, NULL, 'o' },
     { NULL, 0, NULL, 0 },
 };
 
@@ -196,7 +218,7 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
 
     optind = 0; /* full re-initialisation of getopt */
     opterr = 0;
-    while ((c = getopt_long (argc, argv, "+:B:H:cCepinus:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, "+:B:H:cCepinus:fwo:", long_opts, NULL)) != -1) {
         switch (c) {
         case 'B':
             if (capsa_opts_add_binds (o, optarg, err) < 0)
@@ -310,6 +332,19 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             o->seccomp_fds[o->nseccomp_fds++] = (int) fd;
             break;
         }
+        case 'f':
+            o->fakeroot = true;
+            break;
+        case 'w':
+            o->writable = true;
+            break;
+        case OPT_WRITABLE_TMPFS:
+            o->writable_tmpfs = true;
+            break;
+        case 'o':
+            if (capsa_opts_add_overlay (o, optarg, err) < 0)
+                return -1;
+            break;
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -351,6 +386,9 @@ capsa_opts_free (struct capsa_opts *o)
         free (o->binds[i].dst);
     }
     free (o->binds);
+    for (size_t i = 0; i < o->noverlays; i++)
+        free (o->overlays[i].path);
+    free (o->overlays);
     free (o->image);
     free (o->home_src);
     free (o->home_dst);

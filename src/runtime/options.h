@@ -21,6 +21,11 @@ struct capsa_bind {
     bool ro;
 };
 
+struct capsa_overlay_opt {
+    char *path;
+    bool ro;
+};
+
 struct capsa_opts {
     enum capsa_action action;
     char *image;
@@ -54,6 +59,13 @@ struct capsa_opts {
     gid_t target_gids[32];       /* gid:N[:N...] */
     int ntarget_gids;
     char *selinux, *apparmor;
+
+    /* Fakeroot and writable containers (docs/writable.md). */
+    bool fakeroot;               /* --fakeroot: root in a user namespace */
+    bool writable;               /* --writable: the sandbox itself, or a SIF's overlay partition */
+    bool writable_tmpfs;         /* --writable-tmpfs */
+    struct capsa_overlay_opt *overlays; /* --overlay PATH[:ro], in command-line order */
+    size_t noverlays;
 };
 
 /* Parse one --security value into o (split on the first colon only). */
@@ -64,6 +76,9 @@ int capsa_action_from_name (const char *name, enum capsa_action *out);
 /* argv[0] is the action name ("exec", "run", "shell"). */
 int capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *err);
 void capsa_opts_free (struct capsa_opts *o);
+
+/* Parse one --overlay value ("PATH[:ro|:rw]") into o->overlays. */
+int capsa_opts_add_overlay (struct capsa_opts *o, const char *spec, capsa_error_t *err);
 
 /* Parse one --bind value ("src[:dst[:ro|rw]][,...]") into o->binds. */
 int capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err);

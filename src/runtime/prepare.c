@@ -81,6 +81,7 @@ capsa_run_as_user (struct capsa_container *c, int (*fn) (void *arg, capsa_error_
 struct sif_answer {
     uint64_t offset, size;
     bool encrypted;
+    uint64_t overlay_offset, overlay_size; /* its overlay partition (overlay.h), size 0: none */
 };
 
 struct sif_question {
@@ -94,7 +95,8 @@ locate_partition (void *arg, capsa_error_t *err)
 {
     struct sif_question *q = arg;
     struct sif_answer a = { 0 };
-    if (capsa_sif_image_partition (q->fd, q->path, &a.offset, &a.size, &a.encrypted, err) < 0)
+    if (capsa_sif_image_partition (q->fd, q->path, &a.offset, &a.size, &a.encrypted, err) < 0
+        || capsa_sif_overlay_partition (q->fd, q->path, &a.overlay_offset, &a.overlay_size, err) < 0)
         return -1;
     *q->answer = a;
     return 0;
@@ -114,6 +116,9 @@ locate_as_user (void *data, int fd, const char *path, struct capsa_image *img, c
         img->offset = answer->offset;
         img->size = answer->size;
         img->encrypted = answer->encrypted;
+        img->overlay_known = true;
+        img->overlay_offset = answer->overlay_offset;
+        img->overlay_size = answer->overlay_size;
     }
     munmap (answer, sizeof (*answer));
     return r;

@@ -245,6 +245,16 @@ plan_drop (const struct capsa_container *c, struct drop_plan *p)
         p->gid = c->user.gid;
         p->set_caps = p->securebits = p->no_new_privs = true;
         p->check_no_root = c->user.uid != 0;
+        if (c->fakeroot) {
+            /* Root of the namespace, with the capabilities decided
+             * (every one by default): uid 0 must mean root there, so no
+             * NOROOT securebits.  The supplementary groups stay (unmapped,
+             * they still open the caller's group files).  no_new_privs:
+             * nothing executed can gain more (every mount is nosuid
+             * anyway). */
+            p->securebits = false;
+            p->check_no_root = false;
+        }
         break;
     case MODE_ROOT:
         if (o->ntarget_gids > 0) {

@@ -31,6 +31,7 @@
 #include "runtime/container.h"
 #include "runtime/fusebroker.h"
 #include "runtime/mount.h"
+#include "runtime/overlay.h"
 #include "runtime/privs.h"
 
 /* ------------------------------------------------------------------ */
@@ -255,13 +256,13 @@ mkdir_at (int dirfd, const char *name, capsa_error_t *err)
     return 0;
 }
 
-/* Attach the image file to a free loop device, read-only, limited to the
- * squashfs, freed automatically when unmounted.  Returns the loop fd.
- * /dev/loop-control and the loop devices are root's: root's identity for
- * this step (the image itself was opened by the user). */
-static int
-loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, char *dev, size_t devlen,
-             capsa_error_t *err)
+/* Attach the image file to a free loop device, read-only unless RW,
+ * limited to OFFSET and SIZE, freed automatically when unmounted.  Returns
+ * the loop fd.  /dev/loop-control and the loop devices are root's: root's
+ * identity for this step (the image itself was opened by the user). */
+int
+capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t size, bool rw, char *dev,
+                   size_t devlen, capsa_error_t *err)
 {
     int ret = -1;
     capsa_privs_mount_begin ();
@@ -281,14 +282,15 @@ loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t si
             break;
         }
         snprintf (dev, devlen, "/dev/loop%d", n);
-        int lfd = open (dev, O_RDONLY | O_CLOEXEC);
+        int lfd = open (dev, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
         if (lfd < 0) {
             capsa_error_make (err, errno, "cannot open %s", dev);
             break;
         }
         struct loop_config cfg = {
             .fd = (uint32_t) filefd,
-            .info = { .lo_offset = offset, .lo_sizelimit = size, .lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR },
+            .info = { .lo_offset = offset, .lo_sizelimit = size,
+                      .lo_flags = (rw ? 0 : LO_FLAGS_READ_ONLY) | LO_FLAGS_AUTOCLEAR },
         };
         if (ioctl (lfd, LOOP_CONFIGURE, &cfg) == 0) {
             ret = lfd;
@@ -314,8 +316,10 @@ static int
 mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *err)
 {
     cleanup_close int t = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    /* setuid bits in the image count only with --allow-setuid (root only). */
-    const unsigned long flags = MS_RDONLY | MS_NODEV | (c->opts->allow_setuid ? 0 : MS_NOSUID);
+    /* setuid bits in the image count only with --allow-setuid (root only).
+     * --writable on a directory: it is the root, read-write (overlay.h). */
+    const unsigned long flags = (capsa_layers_sandbox (c) ? 0 : MS_RDONLY) | MS_NODEV
+                                | (c->opts->allow_setuid ? 0 : MS_NOSUID);
 
     if (t < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
@@ -345,7 +349,7 @@ mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *er
 
     if (!c->use_fuse) {
         char dev[64];
-        cleanup_close int lfd = loop_attach (c, filefd, offset, size, dev, sizeof (dev), err);
+        cleanup_close int lfd = capsa_loop_attach (c, filefd, offset, size, false, dev, sizeof (dev), err);
         if (lfd < 0)
             return -1;
         debugf ("image on %s (offset %llu, size %llu)", dev, (unsigned long long) offset, (unsigned long long) size);
@@ -521,16 +525,17 @@ premake_one (const struct premake *pm, const char *tgt, enum capsa_node kind, ca
     return upper_make (pm, base, rest, kind, err);
 }
 
-/* Every mount point the container needs, made in the overlay's upper layer
- * before the overlay exists.  The upper layer's root first becomes a copy
- * of the image's root (owner, mode). */
+/* Every mount point the container needs, made in the overlay's private
+ * layer INTO (a stage directory) before the overlay exists, where VIEW
+ * (the image, or the view of every layer: overlay.h) lacks it.  INTO's
+ * root first becomes a copy of VIEW's root (owner, mode). */
 static int
-premake_targets (struct capsa_container *c, int stagefd, capsa_error_t *err)
+premake_targets (struct capsa_container *c, int stagefd, const char *view, const char *into, capsa_error_t *err)
 {
     static const char *const dirs[] = { "/proc", "/sys", "/dev", "/tmp", "/var/tmp" };
-    cleanup_close int imagefd = openat (stagefd, "image", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    cleanup_close int upperfd = openat (stagefd, "upper", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    cleanup_free char *imagepath = xasprintf ("%s/image", c->stage_dir);
+    cleanup_close int imagefd = openat (stagefd, view, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int upperfd = openat (stagefd, into, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    cleanup_free char *imagepath = xasprintf ("%s/%s", c->stage_dir, view);
     if (imagefd < 0 || upperfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
     struct premake pm = { .c = c, .imagefd = imagefd, .upperfd = upperfd, .imagepath = imagepath };
@@ -626,6 +631,12 @@ bind_generated (int filesfd, int rootfd, const char *name, const char *path, cap
 static int
 setup_etc (struct capsa_container *c, int stagefd, int rootfd, capsa_error_t *err)
 {
+    /* Root (or fakeroot) in a writable container manages the image's own
+     * files (adduser, package scripts), as in Apptainer. */
+    if (capsa_layers_writable (c) && c->user.uid == 0 && c->opts->target_uid <= 0) {
+        verbosef ("writable container run as root: the image's /etc/passwd and /etc/group are used as they are");
+        return 0;
+    }
     cleanup_close int filesfd = openat (stagefd, "files", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (filesfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
@@ -774,22 +785,30 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
 
     if (mount_image (c, sock, stagefd, err) < 0)
         return -1;
-    if (premake_targets (c, stagefd, err) < 0)
-        return -1;
-
-    /* The root is an overlay with an in-memory upper layer holding the
-     * mount points the image lacks; it is made read-only before the
-     * command starts. */
-    cleanup_free char *ovl = xasprintf ("lowerdir=%s/image,upperdir=%s/upper,workdir=%s/work%s", c->stage_dir,
-                                        c->stage_dir, c->stage_dir, userns ? ",userxattr" : "");
     cleanup_free char *rootpath = xasprintf ("%s/root", c->stage_dir);
-    capsa_privs_mount_begin ();
-    r = mount ("overlay", rootpath, "overlay", rootflags, ovl);
-    e = errno;
-    capsa_privs_mount_end ();
-    if (r < 0)
-        return capsa_error_make (err, e, "cannot mount the container's root overlay%s",
-                                 e == ENOTCONN ? " (the image's squashfs could not be read: is it valid?)" : "");
+    if (c->layers != NULL) {
+        /* Writable and added layers (overlay.h). */
+        const char *view, *into;
+        if (capsa_layers_mount (c, sock, stagefd, &view, &into, err) < 0
+            || (!capsa_layers_sandbox (c) && premake_targets (c, stagefd, view, into, err) < 0)
+            || capsa_layers_mount_root (c, sock, stagefd, rootflags, err) < 0)
+            return -1;
+    } else {
+        if (premake_targets (c, stagefd, "image", "upper", err) < 0)
+            return -1;
+        /* The root is an overlay with an in-memory upper layer holding the
+         * mount points the image lacks; it is made read-only before the
+         * command starts. */
+        cleanup_free char *ovl = xasprintf ("lowerdir=%s/image,upperdir=%s/upper,workdir=%s/work%s", c->stage_dir,
+                                            c->stage_dir, c->stage_dir, userns ? ",userxattr" : "");
+        capsa_privs_mount_begin ();
+        r = mount ("overlay", rootpath, "overlay", rootflags, ovl);
+        e = errno;
+        capsa_privs_mount_end ();
+        if (r < 0)
+            return capsa_error_make (err, e, "cannot mount the container's root overlay%s",
+                                     e == ENOTCONN ? " (the image's squashfs could not be read: is it valid?)" : "");
+    }
     cleanup_close int rootfd = open (rootpath, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (rootfd < 0)
         return capsa_error_make (err, errno, "cannot open the container root");
@@ -842,9 +861,10 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     if (o->net_ns && loopback_up (err) < 0)
         return -1;
 
-    /* Read-only root, then switch to it and forget the host's tree: by the
-     * descriptor taken when the overlay was mounted, never by path again. */
-    if (capsa_remount_fd (rootfd, MS_RDONLY | rootflags, "the container root", err) < 0)
+    /* Read-only root (unless asked for a writable one), then switch to it
+     * and forget the host's tree: by the descriptor taken when the root was
+     * mounted, never by path again. */
+    if (!capsa_layers_writable (c) && capsa_remount_fd (rootfd, MS_RDONLY | rootflags, "the container root", err) < 0)
         return -1;
     return capsa_rootfs_pivot (rootfd, err);
 }

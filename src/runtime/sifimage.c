@@ -39,3 +39,28 @@ out:
     sif_close (sif);
     return ret;
 }
+
+int
+capsa_sif_overlay_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, capsa_error_t *err)
+{
+    struct sif_image *sif = NULL;
+    int found = 0;
+    if (sif_open_fd_named (fd, path, &sif, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sif_descriptor_count (sif) && !found; i++) {
+        const struct sif_descriptor *d = sif_descriptor_at (sif, i);
+        struct sif_partition p;
+        capsa_error_t ignore = NULL;
+        if (d->datatype != SIF_DATA_PARTITION || sif_get_partition (d, &p, &ignore) < 0) {
+            capsa_error_free (&ignore);
+            continue;
+        }
+        if (p.parttype == SIF_PART_OVERLAY && p.fstype == SIF_FS_EXT3) {
+            *offset = (uint64_t) d->offset;
+            *size = (uint64_t) d->size;
+            found = 1;
+        }
+    }
+    sif_close (sif);
+    return found;
+}

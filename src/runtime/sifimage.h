@@ -13,4 +13,8 @@
 int capsa_sif_image_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, bool *encrypted,
                                capsa_error_t *err);
 
+/* The SIF's ext3 partition of type overlay (the first one): 1 with its
+ * offset and size, 0 when it has none. */
+int capsa_sif_overlay_partition (int fd, const char *path, uint64_t *offset, uint64_t *size, capsa_error_t *err);
+
 #endif

@@ -210,15 +210,23 @@ main (int argc, char **argv)
         capsa_error_fatal (&err);
     check_passed_fds (&opts);
 
+    /* --fakeroot is a user namespace of the caller's own (fakeroot.h):
+     * the setuid starter gives root up at once, as with --userns. */
+    if (opts.fakeroot && uid == 0) {
+        verbosef ("--fakeroot: already root, nothing to map");
+        opts.fakeroot = false;
+    }
+    c.fakeroot = opts.fakeroot;
     if (uid == 0)
         c.mode = MODE_ROOT;
-    else if (setuid_install && conf.allow_setuid && !opts.userns)
+    else if (setuid_install && conf.allow_setuid && !opts.userns && !opts.fakeroot)
         c.mode = MODE_SETUID;
     else
         c.mode = MODE_USERNS;
     if (c.mode == MODE_USERNS) {
         if (!conf.allow_user_ns)
-            capsa_die ("user namespaces are disabled by the administrator ('allow user ns = no')%s",
+            capsa_die ("%suser namespaces are disabled by the administrator ('allow user ns = no')%s",
+                       opts.fakeroot ? "--fakeroot runs in a user namespace, and " : "",
                        setuid_install && !conf.allow_setuid ? " and so is setuid ('allow setuid = no')" : "");
         if (capsa_privs_init (MODE_USERNS, uid, gid, &err) < 0)
             capsa_error_fatal (&err);
@@ -232,6 +240,8 @@ main (int argc, char **argv)
     c.opts = &opts;
     c.stage_dir = xstrdup (CAPSA_LIBEXECDIR "/mnt");
     c.grants_path = CAPSA_SYSCONFDIR "/capability.json";
+    if (c.fakeroot && capsa_fakeroot_prepare (&c, &err) < 0)
+        capsa_error_fatal (&err);
     if (capsa_caps_select (&c, &err) < 0 || capsa_security_prepare (&c, &err) < 0)
         capsa_error_fatal (&err);
     c.host_cwd = getcwd (NULL, 0);

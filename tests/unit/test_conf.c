@@ -312,8 +312,8 @@ test_errors (void)
                "error on a last line without a newline: right line number");
     capsa_conf_free (&c);
 
-    cleanup_free char *m3 = parse_msg (&c, "# x\nallow setuid = yes\nenable overlay = yes\n");
-    CHECK_STR (m3, "capsa.conf:3: unknown directive 'enable overlay'", "unknown directive: exact message");
+    cleanup_free char *m3 = parse_msg (&c, "# x\nallow setuid = yes\nenable teleport = yes\n");
+    CHECK_STR (m3, "capsa.conf:3: unknown directive 'enable teleport'", "unknown directive: exact message");
     capsa_conf_free (&c);
 
     cleanup_free char *m4 = parse_msg (&c, "mount proc = yes\n\n   mount sys   \n");
@@ -551,6 +551,69 @@ test_files (void)
     }
 }
 
+/* The directives of writable containers (issue 15). */
+static void
+test_writable_directives (void)
+{
+    struct capsa_conf c;
+    capsa_conf_init (&c);
+    CHECK (c.enable_overlay == OVERLAY_TRY, "defaults: enable overlay = try");
+    CHECK (c.sessiondir_max_size == 64, "defaults: sessiondir max size = 64 (MiB)");
+    CHECK (!c.setuid_mount_extfs, "defaults: allow setuid-mount extfs = no");
+    CHECK (c.allow_container_extfs, "defaults: allow container extfs = yes");
+    capsa_conf_free (&c);
+
+    static const struct {
+        const char *v;
+        enum capsa_enable_overlay want;
+    } ov[] = { { "yes", OVERLAY_YES }, { "no", OVERLAY_NO }, { "try", OVERLAY_TRY }, { "driver", OVERLAY_DRIVER } };
+    for (size_t i = 0; i < ARRAY_SIZE (ov); i++) {
+        cleanup_free char *text = xasprintf ("enable overlay = %s", ov[i].v);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s'", text);
+        CHECK (m == NULL && c.enable_overlay == ov[i].want, name);
+        capsa_conf_free (&c);
+    }
+    {
+        cleanup_free char *m = parse_msg (&c, "enable overlay = maybe");
+        CHECK_STR (m, "capsa.conf:1: 'maybe' is not a valid value for 'enable overlay' (allowed: yes, no, try, driver)",
+                   "'enable overlay = maybe' refused with the exact message");
+        capsa_conf_free (&c);
+    }
+    static const struct {
+        const char *v;
+        long want;
+    } sizes[] = { { "1", 1 }, { "64", 64 }, { "2048", 2048 }, { "1048576", 1048576 } };
+    for (size_t i = 0; i < ARRAY_SIZE (sizes); i++) {
+        cleanup_free char *text = xasprintf ("sessiondir max size = %s", sizes[i].v);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s'", text);
+        CHECK (m == NULL && c.sessiondir_max_size == sizes[i].want, name);
+        capsa_conf_free (&c);
+    }
+    static const char *const bad_sizes[] = { "0", "-5", "64M", "1048577", "" };
+    for (size_t i = 0; i < ARRAY_SIZE (bad_sizes); i++) {
+        cleanup_free char *text = xasprintf ("sessiondir max size = %s", bad_sizes[i]);
+        cleanup_free char *want = xasprintf ("capsa.conf:1: '%s' is not a valid value for 'sessiondir max size' "
+                                             "(allowed: a size in MiB from 1 to 1048576)",
+                                             bad_sizes[i]);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s' refused with the exact message", text);
+        CHECK_STR (m, want, name);
+        capsa_conf_free (&c);
+    }
+    {
+        cleanup_free char *m = parse_msg (&c, "allow setuid-mount extfs = yes\nallow container extfs = no");
+        CHECK (m == NULL && c.setuid_mount_extfs && !c.allow_container_extfs,
+               "'allow setuid-mount extfs = yes', 'allow container extfs = no'");
+        capsa_conf_free (&c);
+        cleanup_free char *m2 = parse_msg (&c, "allow setuid-mount extfs = iflimited");
+        CHECK_STR (m2, "capsa.conf:1: 'iflimited' is not a valid value for 'allow setuid-mount extfs' (allowed: yes, no)",
+                   "'allow setuid-mount extfs' is yes or no only");
+        capsa_conf_free (&c);
+    }
+}
+
 static void
 cleanup_tmp (void)
 {
@@ -576,6 +639,7 @@ main (void)
     test_bool_directives ();
     test_enum_directives ();
     test_long_directive ();
+    test_writable_directives ();
     test_bind_path ();
     test_errors ();
     test_whitespace ();

@@ -391,10 +391,49 @@ test_regressions (void)
     capsa_opts_free (&o);
 }
 
+/* --fakeroot, --writable, --writable-tmpfs, --overlay (issue 15). */
+static void
+test_writable (void)
+{
+    struct capsa_opts o;
+
+    cleanup_free char *m1 = parse (&o, "exec", "--fakeroot", "--writable", "--writable-tmpfs", "img", "true", NULL);
+    CHECK (m1 == NULL && o.fakeroot && o.writable && o.writable_tmpfs && o.noverlays == 0,
+           "--fakeroot, --writable, --writable-tmpfs");
+    capsa_opts_free (&o);
+
+    cleanup_free char *m2 = parse (&o, "shell", "-fw", "img", NULL);
+    CHECK (m2 == NULL && o.fakeroot && o.writable && !o.writable_tmpfs, "-f is --fakeroot, -w is --writable");
+    capsa_opts_free (&o);
+
+    cleanup_free char *m3 = parse (&o, "exec", "--overlay", "/o/a", "-o", "b.img:ro", "--overlay=/c:rw", "img", "true",
+                                   NULL);
+    CHECK (m3 == NULL && o.noverlays == 3, "three --overlay values, -o among them");
+    if (m3 == NULL && o.noverlays == 3) {
+        CHECK (strcmp (o.overlays[0].path, "/o/a") == 0 && !o.overlays[0].ro, "--overlay PATH: writable");
+        CHECK (strcmp (o.overlays[1].path, "b.img") == 0 && o.overlays[1].ro, "--overlay PATH:ro: read-only, suffix off");
+        CHECK (strcmp (o.overlays[2].path, "/c") == 0 && !o.overlays[2].ro, "--overlay PATH:rw: writable, suffix off");
+    }
+    capsa_opts_free (&o);
+
+    static const char *const bad[] = { ":ro", "a:b:ro", "x:y", "" };
+    for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
+        cleanup_free char *m = parse (&o, "exec", "--overlay", bad[i], "img", "true", NULL);
+        cleanup_free char *want = xasprintf ("invalid --overlay '%s' (expected PATH or PATH:ro)", bad[i]);
+        cleanup_free char *name = xasprintf ("--overlay '%s' refused with the exact message", bad[i]);
+        CHECK_STR (m, want, name);
+        capsa_opts_free (&o);
+    }
+    cleanup_free char *m4 = parse (&o, "exec", "--overlay", NULL);
+    CHECK (contains (m4, "option '--overlay' needs a value"), "--overlay without a value refused");
+    capsa_opts_free (&o);
+}
+
 int
 main (void)
 {
     test_regressions ();
+    test_writable ();
     test_actions ();
     test_unknown ();
     test_binds ();
