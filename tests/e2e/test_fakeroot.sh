@@ -104,7 +104,7 @@ expect_match "no range: still root inside, the caller alone mapped" "^0
  +0 +$(id -u $FK2) +1$" "$(printf '%s\n' "$OUT" | grep -v '^WARNING')"
 run "as_user" "$FK2" "$CAPSA -q exec --fakeroot --writable-tmpfs $SQ sh -c 'touch /f; chown 1234 /f'"
 expect_match "no range: chown to another uid fails" "Invalid argument" "$OUT"
-run "as_user" "$FK2" "$CAPSA -q exec --userns --fakeroot $SQ id -u"
+run "as_user" "$FK2" "$CAPSA -s exec --userns --fakeroot $SQ id -u"
 expect_eq "no range, --userns: id -u is 0" "0:0" "$RC:$OUT"
 
 # ---------------------------------------------------------------- 3. capsa config fakeroot
