@@ -28,38 +28,6 @@ grants_path (void)
     return CAPSA_SYSCONFDIR "/capability.json";
 }
 
-/* Write TEXT to PATH atomically (temp file in the same directory, fsync,
- * rename, fsync of the directory).  Owner root, mode 0644. */
-static int
-write_atomically (const char *path, const char *text, capsa_error_t *err)
-{
-    cleanup_free char *tmp = xasprintf ("%s.XXXXXX", path);
-    cleanup_free char *dir = xstrdup (path);
-    char *slash = strrchr (dir, '/');
-    int fd;
-
-    if (slash)
-        *slash = '\0';
-    fd = mkostemp (tmp, O_CLOEXEC);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "cannot create a temporary file beside %s", path);
-    if (fchown (fd, 0, 0) < 0 || fchmod (fd, 0644) < 0 || write_all (fd, text, strlen (text)) < 0 || fsync (fd) < 0) {
-        int e = errno;
-        close (fd);
-        unlink (tmp);
-        return capsa_error_make (err, e, "cannot write %s", tmp);
-    }
-    close (fd);
-    if (rename (tmp, path) < 0) {
-        int e = errno;
-        unlink (tmp);
-        return capsa_error_make (err, e, "cannot replace %s", path);
-    }
-    cleanup_close int dfd = open (slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0)
-        fsync (dfd);
-    return 0;
-}
 
 /* Load the grants for a change by root.  A file that a setuid run would
  * refuse (symlink, wrong owner or mode) is still read when it is a regular
@@ -133,7 +101,7 @@ change (bool add, const char *list, const char *user, const char *group)
     }
     cleanup_free char *json = capsa_grants_to_json (&g);
     capsa_grants_free (&g);
-    if (write_atomically (grants_path (), json, &err) < 0)
+    if (write_file_atomic (grants_path (), json, 0, 0, 0644, &err) < 0)
         capsa_error_fatal (&err);
     return 0;
 }

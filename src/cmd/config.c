@@ -100,34 +100,6 @@ read_subid_file (const char *path, char **text, struct stat *st, capsa_error_t *
 
 /* Replace PATH by TEXT: temporary file beside it, same owner and mode,
  * synced, renamed over it, directory synced. */
-static int
-replace_file (const char *path, const char *text, const struct stat *st, capsa_error_t *err)
-{
-    cleanup_free char *dir = xstrdup (path);
-    char *slash = strrchr (dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash)
-        *slash = '\0';
-    cleanup_free char *tmp = xasprintf ("%s/.%s.capsa-XXXXXX", slash ? dir : ".", base);
-    cleanup_close int fd = mkostemp (tmp, O_CLOEXEC);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "cannot create a temporary file beside %s", path);
-    if (fchown (fd, st->st_uid, st->st_gid) < 0 || fchmod (fd, st->st_mode & 07777) < 0
-        || write_all (fd, text, strlen (text)) < 0 || fsync (fd) < 0) {
-        int e = errno;
-        unlink (tmp);
-        return capsa_error_make (err, e, "cannot write %s", tmp);
-    }
-    if (rename (tmp, path) < 0) {
-        int e = errno;
-        unlink (tmp);
-        return capsa_error_make (err, e, "cannot replace %s", path);
-    }
-    cleanup_close int dfd = open (slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0)
-        fsync (dfd);
-    return 0;
-}
 
 static int
 config_fakeroot (enum capsa_subid_op op, const char *user, capsa_error_t *err)
@@ -156,7 +128,7 @@ config_fakeroot (enum capsa_subid_op op, const char *user, capsa_error_t *err)
             verbosef ("%s: nothing to change for %s", files[i], pw->pw_name);
             continue;
         }
-        if (replace_file (files[i], out[i], &st[i], err) < 0)
+        if (write_file_atomic (files[i], out[i], st[i].st_uid, st[i].st_gid, st[i].st_mode, err) < 0)
             goto out;
         verbosef ("%s updated for %s", files[i], pw->pw_name);
     }

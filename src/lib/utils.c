@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 static void
 oom (void)
@@ -319,5 +320,34 @@ split_list (const char *s, char sep, int (*cb) (const char *item, void *data, ca
             break;
         p = next + 1;
     }
+    return 0;
+}
+
+int
+write_file_atomic (const char *path, const char *text, uid_t uid, gid_t gid, mode_t mode, capsa_error_t *err)
+{
+    cleanup_free char *dir = xstrdup (path);
+    char *slash = strrchr (dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash)
+        *slash = '\0';
+    cleanup_free char *tmp = xasprintf ("%s/.%s.capsa-XXXXXX", slash ? (dir[0] ? dir : "/") : ".", base);
+    cleanup_close int fd = mkostemp (tmp, O_CLOEXEC);
+    if (fd < 0)
+        return capsa_error_make (err, errno, "cannot create a temporary file beside %s", path);
+    if (fchown (fd, uid, gid) < 0 || fchmod (fd, mode & 07777) < 0 || write_all (fd, text, strlen (text)) < 0
+        || fsync (fd) < 0) {
+        int e = errno;
+        unlink (tmp);
+        return capsa_error_make (err, e, "cannot write %s", tmp);
+    }
+    if (rename (tmp, path) < 0) {
+        int e = errno;
+        unlink (tmp);
+        return capsa_error_make (err, e, "cannot replace %s", path);
+    }
+    cleanup_close int dfd = open (slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        fsync (dfd);
     return 0;
 }

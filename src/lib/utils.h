@@ -82,6 +82,11 @@ int read_fd_all (int fd, size_t max, char **out, size_t *outlen, capsa_error_t *
 /* Write a string to a file path (for /proc/self/uid_map and friends). */
 int write_file (const char *path, const char *content, capsa_error_t *err);
 
+/* Replace PATH with TEXT atomically: a temporary file beside it, given
+ * owner UID:GID and MODE, written and fsync'ed, renamed over PATH, then
+ * the directory fsync'ed.  Readers see the old file or the new one. */
+int write_file_atomic (const char *path, const char *text, uid_t uid, gid_t gid, mode_t mode, capsa_error_t *err);
+
 /* A NULL-terminated, growable list of owned strings. */
 struct strv {
     char **v;

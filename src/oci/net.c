@@ -105,17 +105,7 @@ request (struct net_xfer *x, capsa_error_t *err)
         return capsa_error_make (err, ENOMEM, "curl_easy_init");
     /* https:// stays https://; an http:// URL may be redirected to either. */
     const char *protos = strncmp (x->url, "https://", 8) == 0 ? "https" : "http,https";
-    curl_easy_setopt (h, CURLOPT_URL, x->url);
-    curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, protos);
-    curl_easy_setopt (h, CURLOPT_REDIR_PROTOCOLS_STR, protos);
-    curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt (h, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt (h, CURLOPT_USERAGENT, "capsa/" CAPSA_VERSION);
-    curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 120L);
-    curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+    oci_curl_common (h, x->url, protos, errbuf);
     curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt (h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, on_body);
@@ -173,18 +163,6 @@ fill_net (int fd, void *data, capsa_error_t *err)
     return check_image (fd, f->url, err);
 }
 
-static int
-tmpfile_in (const struct capsa_oci_opts *o, capsa_error_t *err)
-{
-    const char *dir = o && o->tmpdir ? o->tmpdir : getenv ("TMPDIR");
-    if (dir == NULL || *dir == '\0')
-        dir = "/tmp";
-    int fd = open (dir, O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "temporary file in %s", dir);
-    return fd;
-}
-
 int
 capsa_net_fetch (const char *url, const struct capsa_oci_opts *o, char **path_out, int *fd_out, capsa_error_t *err)
 {
@@ -204,7 +182,7 @@ capsa_net_fetch (const char *url, const struct capsa_oci_opts *o, char **path_ou
         /* Nothing tells one version from the next: no cache entry. */
         oci_notify (o, CAPSA_OCI_VERBOSE, "%s: %s, not cached", url,
                     version ? "cache disabled" : "no Last-Modified or ETag");
-        int fd = tmpfile_in (o, err);
+        int fd = oci_tmpfile (o, err);
         if (fd < 0)
             goto out;
         struct net_fill f = { url, o };

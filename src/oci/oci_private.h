@@ -140,6 +140,16 @@ int oci_put_manifest (struct oci_client *c, const char *reference, const char *b
 /* GET /v2/ with authentication (login check). */
 int oci_ping (struct oci_client *c, capsa_error_t *err);
 
+/* The libcurl options every transfer of capsa has (registry.c): URL,
+ * allowed protocols (also after redirects: "https" or "http,https"),
+ * redirects, user agent, timeouts, no signals, ERRBUF for messages.  CURL
+ * is a CURL * (kept void here so this header needs no curl.h). */
+void oci_curl_common (void *curl, const char *url, const char *protos, char *errbuf);
+
+/* An unnamed temporary file (O_TMPFILE) in O->tmpdir, $TMPDIR or /tmp
+ * (registry.c). */
+int oci_tmpfile (const struct capsa_oci_opts *o, capsa_error_t *err);
+
 /* ---- cache.c ------------------------------------------------------------- */
 
 struct oci_cache;

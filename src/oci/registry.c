@@ -19,13 +19,45 @@
  * size, and manifests fetched by digest are checked against it. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <json-c/json.h>
 #include <string.h>
 #include <strings.h>
 
 #include "config.h"
 #include "oci/oci_private.h"
+
+void
+oci_curl_common (void *curl, const char *url, const char *protos, char *errbuf)
+{
+    CURL *h = curl;
+    curl_easy_setopt (h, CURLOPT_URL, url);
+    curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, protos);
+    curl_easy_setopt (h, CURLOPT_REDIR_PROTOCOLS_STR, protos);
+    curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt (h, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt (h, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    curl_easy_setopt (h, CURLOPT_USERAGENT, "capsa/" CAPSA_VERSION);
+    curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 120L);
+    curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+int
+oci_tmpfile (const struct capsa_oci_opts *o, capsa_error_t *err)
+{
+    const char *dir = o && o->tmpdir ? o->tmpdir : getenv ("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+        dir = "/tmp";
+    int fd = open (dir, O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return capsa_error_make (err, errno, "temporary file in %s", dir);
+    return fd;
+}
 
 #define ERRBODY_MAX (64 << 10)
 
@@ -426,18 +458,7 @@ perform (struct xfer *x, bool allow_auth, capsa_error_t *err)
                 return capsa_error_make (err, errno, "truncate download file");
         }
         const char *protos = c->o && c->o->no_https ? "http,https" : "https";
-        curl_easy_setopt (h, CURLOPT_URL, x->url);
-        curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, protos);
-        curl_easy_setopt (h, CURLOPT_REDIR_PROTOCOLS_STR, protos);
-        curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt (h, CURLOPT_MAXREDIRS, 10L);
-        curl_easy_setopt (h, CURLOPT_UNRESTRICTED_AUTH, 0L);
-        curl_easy_setopt (h, CURLOPT_USERAGENT, "capsa/" CAPSA_VERSION);
-        curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
-        curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 120L);
-        curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+        oci_curl_common (h, x->url, protos, errbuf);
         curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt (h, CURLOPT_HEADERDATA, x);
         curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, on_body);

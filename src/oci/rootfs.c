@@ -87,18 +87,6 @@ fill_blob (int fd, void *data, capsa_error_t *err)
 }
 
 static int
-tmpfile_in (const struct capsa_oci_opts *o, capsa_error_t *err)
-{
-    const char *dir = o && o->tmpdir ? o->tmpdir : getenv ("TMPDIR");
-    if (dir == NULL || *dir == '\0')
-        dir = "/tmp";
-    int fd = open (dir, O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "temporary file in %s", dir);
-    return fd;
-}
-
-static int
 from_registry (const char *refs, int rootfd, const struct capsa_oci_opts *o, struct capsa_oci_config *out,
                capsa_error_t *err)
 {
@@ -170,7 +158,7 @@ from_registry (const char *refs, int rootfd, const struct capsa_oci_opts *o, str
                 goto out;
             }
         } else {
-            fd = tmpfile_in (o, err);
+            fd = oci_tmpfile (o, err);
             if (fd < 0 || oci_get_blob_fd (c, d, fd, err) < 0)
                 goto out;
         }
