@@ -14,6 +14,7 @@
 enum capsa_root_caps { ROOT_CAPS_FULL, ROOT_CAPS_FILE, ROOT_CAPS_NO };
 enum capsa_tristate { TRI_NO = 0, TRI_YES = 1, TRI_IFLIMITED = 2 };
 enum capsa_mount_dev { MOUNT_DEV_NO = 0, MOUNT_DEV_YES = 1, MOUNT_DEV_MINIMAL = 2 };
+enum capsa_memfs { MEMFS_TMPFS = 0, MEMFS_RAMFS = 1 };
 
 struct capsa_conf {
     bool allow_setuid;
@@ -42,7 +43,19 @@ struct capsa_conf {
     struct strv limit_owners, limit_groups, limit_paths;
     bool allow_container_sif, allow_container_encrypted, allow_container_squashfs, allow_container_dir;
     char *seccomp_profile; /* forced on every container, or NULL */
+
+    /* Apptainer directives (issue 14): see docs/capsa.conf.5. */
+    bool mount_devpts;     /* a new devpts in the minimal /dev */
+    bool mount_hostfs;     /* every mount point of the host's / bound */
+    bool mount_slave;      /* host mounts propagate into the container */
+    enum capsa_memfs memory_fs; /* file system of capsa's in-memory mounts */
+    /* Directives accepted but not applied (Apptainer features capsa does
+     * not have), one message each, for the starter to print as WARNING. */
+    struct strv warnings;
 };
+
+/* The file system type name of c->memory_fs ("tmpfs" or "ramfs"). */
+const char *capsa_conf_memfs (const struct capsa_conf *c);
 
 /* Does any 'limit container ...' restrict which images may run? */
 bool capsa_conf_limited (const struct capsa_conf *c);
