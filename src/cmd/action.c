@@ -50,7 +50,7 @@ takes_value (const char *a)
 {
     static const char *const with_value[] = { "-B", "--bind", "-H", "--home", "--pwd", "--env", "--env-file",
                                               "--hostname", "--network", "-s", "--shell", "--add-caps",
-                                              "--drop-caps", "--seccomp-fd" };
+                                              "--drop-caps", "--seccomp-fd", "--cwd", "--mount", "--no-mount" };
     if (strchr (a, '=') != NULL)
         return false;
     for (size_t i = 0; i < ARRAY_SIZE (with_value); i++)
@@ -185,6 +185,8 @@ cmd_action (int argc, char **argv)
     default:
         break;
     }
+    if (capsa_config_file != NULL)
+        strv_push_take (&args, xasprintf ("--config=%s", capsa_config_file)); /* the starter decides */
     strv_push (&args, argv[0]);
     for (size_t i = 0; i < ARRAY_SIZE (env_flags); i++) {
         const char *v = getenv (env_flags[i].var);

@@ -21,6 +21,7 @@ int cmd_seccomp_compile (int argc, char **argv); /* hidden, for the starter: src
 
 /* The command line as main() received it (for handing it on). */
 extern char **capsa_main_argv;
+extern const char *capsa_config_file; /* global -c/--config FILE (main.c), passed to the starter */
 
 /* Light front end only: run PREFIX/libexec/capsa/tools with the same
  * command line (src/cmd/light.c). */

@@ -10,6 +10,7 @@
 #include "lib/log.h"
 
 char **capsa_main_argv;
+const char *capsa_config_file; /* -c/--config FILE, for the starter */
 
 struct command {
     const char *name;
@@ -61,6 +62,10 @@ main (int argc, char **argv)
             capsa_log_set_level (CAPSA_LOG_VERBOSE);
         else if (strcmp (argv[i], "-d") == 0 || strcmp (argv[i], "--debug") == 0)
             capsa_log_set_level (CAPSA_LOG_DEBUG);
+        else if ((strcmp (argv[i], "-c") == 0 || strcmp (argv[i], "--config") == 0) && i + 1 < argc)
+            capsa_config_file = argv[++i];
+        else if (strncmp (argv[i], "--config=", 9) == 0)
+            capsa_config_file = argv[i] + 9;
         else if (strcmp (argv[i], "-h") == 0 || strcmp (argv[i], "--help") == 0) {
             capsa_print_help (NULL);
             return 0;
