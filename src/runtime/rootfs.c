@@ -730,12 +730,18 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     capsa_privs_mount_begin ();
     r = mount (memfs, c->stage_dir, memfs, MS_NOSUID | MS_NODEV, stageopts);
     e = errno;
+    /* ramfs has no uid=/gid=: give its root to the user (a fixed path of
+     * the installation, on the file system just mounted). */
+    if (r == 0 && c->conf->memory_fs == MEMFS_RAMFS && chown (c->stage_dir, c->user.uid, c->user.gid) < 0) {
+        r = -1;
+        e = errno;
+    }
     capsa_privs_mount_end ();
     if (r < 0)
         return capsa_error_make (err, e, "cannot mount the staging %s on %s", memfs, c->stage_dir);
     cleanup_close int stagefd = open (c->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (stagefd < 0 || own_memfs (c, stagefd, "the staging directory", err) < 0)
-        return stagefd < 0 ? capsa_error_make (err, errno, "cannot open %s", c->stage_dir) : -1;
+    if (stagefd < 0)
+        return capsa_error_make (err, errno, "cannot open %s", c->stage_dir);
     if (mkdir_at (stagefd, "image", err) < 0 || mkdir_at (stagefd, "upper", err) < 0 || mkdir_at (stagefd, "work", err) < 0
         || mkdir_at (stagefd, "root", err) < 0 || mkdir_at (stagefd, "files", err) < 0)
         return -1;
