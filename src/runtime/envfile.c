@@ -23,6 +23,9 @@
 #include <ctype.h>
 #include <string.h>
 
+/* A value may not grow past this by expansions (A=$A$A doubles it). */
+#define ENVFILE_MAX_VALUE (1 << 20)
+
 struct parser {
     const char *s;         /* current position */
     long line;
@@ -95,7 +98,7 @@ parse_dollar (struct parser *p, char **buf, size_t *len)
         if (v)
             str_append (buf, len, v);
         p->s = s;
-        return 0;
+        return *len > ENVFILE_MAX_VALUE ? fail (p, "a value is longer than 1 MiB") : 0;
     }
     if (*s != '{') {
         /* A lone '$' (or "$1", "$$"...: special parameters are not set in
@@ -119,7 +122,7 @@ parse_dollar (struct parser *p, char **buf, size_t *len)
         if (v)
             str_append (buf, len, v);
         p->s = s + 1;
-        return 0;
+        return *len > ENVFILE_MAX_VALUE ? fail (p, "a value is longer than 1 MiB") : 0;
     }
     bool colon = *s == ':';
     if (colon)
@@ -143,7 +146,7 @@ parse_dollar (struct parser *p, char **buf, size_t *len)
         str_append (buf, len, set ? v : word);
     else if (set)
         str_append (buf, len, word);
-    return 0;
+    return *len > ENVFILE_MAX_VALUE ? fail (p, "a value is longer than 1 MiB") : 0;
 }
 
 /* "..." from just after the opening quote. */

@@ -325,6 +325,9 @@ test_envfile (void)
         { "A=${B/x/y}\n", "only ${NAME}" },
         { "A=${B:-x\n", "missing '}'" },
         { "1A=x\n", "'1A=x' is not a variable assignment" },
+        { "A=0123456789abcdef\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\n"
+          "A=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\nA=$A$A\n",
+          "line 18: a value is longer than 1 MiB" },
     };
     for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
         cleanup_free char *m = envfile (bad[i].text, &o);
