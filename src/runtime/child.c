@@ -179,6 +179,7 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
         strv_push (&shv, "-c");
         strv_push_take (&shv, capsa_env_script (c));
         strv_push (&shv, argv.v[0]);
+        capsa_env_script_args (c, &shv);
         for (size_t i = 0; i < argv.n; i++)
             strv_push (&shv, argv.v[i]);
         capsa_env_shell_environ (c, &shenv);

@@ -141,6 +141,8 @@ char *capsa_env_abs_path (const char *path, const char *cwd);
  * environment to start that shell with, and the command's environment
  * when the image has no shell. */
 char *capsa_env_script (const struct capsa_container *c);
+/* Its data: the arguments between $0 and the command (see envscript.c). */
+void capsa_env_script_args (const struct capsa_container *c, struct strv *out);
 void capsa_env_shell_environ (const struct capsa_container *c, struct strv *out);
 void capsa_env_direct (const struct capsa_container *c, struct strv *out);
 

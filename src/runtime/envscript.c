@@ -23,6 +23,9 @@
  *   6. the command is looked up in PATH (127 and 126 as a shell would) and
  *      exec'd.
  *
+ * Variables reach the shell as its positional parameters, never in its
+ * text (capsa_env_script_args).
+ *
  * Without /bin/sh in the image the same environment is computed here
  * (capsa_env_direct), with the overrides taken literally. */
 #include <string.h>
@@ -101,17 +104,97 @@ skipped_override (const char *key, size_t klen)
     return (klen == 3 && strncmp (key, "UID", 3) == 0) || (klen == 3 && strncmp (key, "GID", 3) == 0);
 }
 
+/* The data of the action script travels as its positional parameters,
+ * never inside its text, so no variable can make that one argument longer
+ * than the kernel allows (128 KiB) and no value is ever parsed as code
+ * unless evaluation is asked for:
+ *
+ *   N  KEY VALUE ...   the starting environment, put back after the scripts
+ *   M  KEY VALUE ...   the overrides (the text to evaluate, '"' escaped,
+ *                      or the literal value with --no-eval)
+ *   L  KEY VALUE ...   set last, literally (APPTAINER_NAME/CONTAINER, SHELL)
+ *   COMMAND ARGS...
+ *
+ * Keys are checked names (capsa_env_valid_name), so they may appear in
+ * eval'd text; values are only ever read through "$var". */
+static bool
+is_key (const char *kv, size_t klen, const char *key)
+{
+    return strlen (key) == klen && strncmp (kv, key, klen) == 0;
+}
+
+void
+capsa_env_script_args (const struct capsa_container *c, struct strv *out)
+{
+    struct strv restore = { 0 }, inject = { 0 }, last = { 0 };
+    for (size_t i = 0; i < c->env.n; i++) {
+        const char *kv = c->env.v[i];
+        size_t klen = strcspn (kv, "=");
+        if (kv[klen] != '=' || !capsa_env_valid_name (kv, klen))
+            continue;
+        /* Read-only in Apptainer: the image's scripts cannot change them. */
+        struct strv *to = is_key (kv, klen, "APPTAINER_NAME") || is_key (kv, klen, "APPTAINER_CONTAINER") ? &last : &restore;
+        strv_push_take (to, strndup (kv, klen));
+        strv_push (to, kv + klen + 1);
+    }
+    for (size_t i = 0; i < c->env_override.n; i++) {
+        const char *kv = c->env_override.v[i];
+        size_t klen = strcspn (kv, "=");
+        if (kv[klen] != '=' || !capsa_env_valid_name (kv, klen) || skipped_override (kv, klen))
+            continue;
+        cleanup_free char *value = override_value (kv, klen, kv + klen + 1);
+        char *text = NULL;
+        size_t len = 0;
+        str_append (&text, &len, "");
+        if (c->opts->no_eval) {
+            str_append (&text, &len, value);
+        } else {
+            /* What goes between double quotes for the shell to evaluate,
+             * as Apptainer injects it: only '"' escaped. */
+            append_value (&text, &len, value, false);
+            memmove (text, text + 1, len - 2); /* without the quotes */
+            text[len - 2] = '\0';
+        }
+        strv_push_take (&inject, strndup (kv, klen));
+        strv_push_take (&inject, text);
+    }
+    for (size_t i = 0; i < c->env_final.n; i++) {
+        const char *kv = c->env_final.v[i];
+        size_t klen = strcspn (kv, "=");
+        if (kv[klen] != '=' || !capsa_env_valid_name (kv, klen))
+            continue;
+        strv_push_take (&last, strndup (kv, klen));
+        strv_push (&last, kv + klen + 1);
+    }
+    struct strv *groups[] = { &restore, &inject, &last };
+    for (size_t g = 0; g < ARRAY_SIZE (groups); g++) {
+        strv_push_take (out, xasprintf ("%zu", groups[g]->n / 2));
+        for (size_t i = 0; i < groups[g]->n; i++)
+            strv_push (out, groups[g]->v[i]);
+        strv_free (groups[g]);
+    }
+}
+
 char *
 capsa_env_script (const struct capsa_container *c)
 {
     char *s = NULL;
     size_t len = 0;
-    const bool no_eval = c->opts->no_eval;
 
     /* A PS1 set now is the shell's own default, not the image's or the
      * caller's: the rule below must not mistake it for one. */
     str_append (&s, &len,
                 "unset PS1\n"
+                /* The data: three groups of KEY VALUE pairs (see above). */
+                "__capsa_i=0; __capsa_n=$1; shift\n"
+                "while [ \"$__capsa_i\" -lt \"$__capsa_n\" ]; do __capsa_i=$((__capsa_i + 1)); "
+                "eval \"__capsa_rk$__capsa_i=\\$1 __capsa_rv$__capsa_i=\\$2\"; shift 2; done\n"
+                "__capsa_i=0; __capsa_m=$1; shift\n"
+                "while [ \"$__capsa_i\" -lt \"$__capsa_m\" ]; do __capsa_i=$((__capsa_i + 1)); "
+                "eval \"__capsa_ik$__capsa_i=\\$1 __capsa_iv$__capsa_i=\\$2\"; shift 2; done\n"
+                "__capsa_i=0; __capsa_l=$1; shift\n"
+                "while [ \"$__capsa_i\" -lt \"$__capsa_l\" ]; do __capsa_i=$((__capsa_i + 1)); "
+                "eval \"__capsa_lk$__capsa_i=\\$1 __capsa_lv$__capsa_i=\\$2\"; shift 2; done\n"
                 "__capsa_fixpath () {\n"
                 "  __capsa_p=${PATH-}\n"
                 "  for __capsa_d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do\n"
@@ -123,29 +206,25 @@ capsa_env_script (const struct capsa_container *c)
                 "  [ \"${LD_LIBRARY_PATH:-}\" = /.singularity.d/libs ] || return 0\n"
                 "  if { [ ! -d /.singularity.d/libs ] || [ \"$(cd /.singularity.d/libs 2>/dev/null && echo *)\" = \"*\" ]; }"
                 " && [ -z \"${PREPEND_LD_LIBRARY_PATH:-}\" ] && [ -z \"${APPEND_LD_LIBRARY_PATH:-}\" ]; then return 0; fi\n"
-                "  __capsa_l=$( (/sbin/ldconfig -Nv | /bin/sed '/^\t/d;s/:.*//') 2>/dev/null )\n"
-                "  [ -n \"$__capsa_l\" ] || return 0\n"
+                "  __capsa_x=$( (/sbin/ldconfig -Nv | /bin/sed '/^\t/d;s/:.*//') 2>/dev/null )\n"
+                "  [ -n \"$__capsa_x\" ] || return 0\n"
                 "  __capsa_p=\n"
-                "  for __capsa_d in $__capsa_l; do __capsa_p=$__capsa_p$__capsa_d:; done\n"
+                "  for __capsa_d in $__capsa_x; do __capsa_p=$__capsa_p$__capsa_d:; done\n"
                 "  LD_LIBRARY_PATH=$__capsa_p$LD_LIBRARY_PATH; export LD_LIBRARY_PATH\n"
                 "}\n"
+                /* Exported evaluated as in double quotes (the value is the
+                 * text between them), or taken literally with --no-eval. */
                 "__capsa_inject () {\n"
-                "  if [ -z \"${PATH+x}\" ]; then PATH='" DEFAULT_PATH "'; export PATH; fi\n");
-    for (size_t i = 0; i < c->env_override.n; i++) {
-        const char *kv = c->env_override.v[i];
-        const char *eq = strchr (kv, '=');
-        if (eq == NULL || !capsa_env_valid_name (kv, (size_t) (eq - kv)) || skipped_override (kv, (size_t) (eq - kv)))
-            continue;
-        cleanup_free char *value = override_value (kv, (size_t) (eq - kv), eq + 1);
-        str_append (&s, &len, "  export ");
-        cleanup_free char *key = strndup (kv, (size_t) (eq - kv));
-        str_append (&s, &len, key);
-        str_append (&s, &len, "=");
-        append_value (&s, &len, value, no_eval);
-        str_append (&s, &len, "\n");
-    }
+                "  if [ -z \"${PATH+x}\" ]; then PATH='" DEFAULT_PATH "'; export PATH; fi\n"
+                "  __capsa_j=0\n"
+                "  while [ \"$__capsa_j\" -lt \"$__capsa_m\" ]; do __capsa_j=$((__capsa_j + 1))\n"
+                "    eval \"__capsa_k=\\$__capsa_ik$__capsa_j __capsa_v=\\$__capsa_iv$__capsa_j\"\n");
+    if (c->opts->no_eval)
+        str_append (&s, &len, "    eval \"export $__capsa_k=\\\"\\$__capsa_v\\\"\"\n");
+    else
+        str_append (&s, &len, "    eval \"export $__capsa_k=\\\"$__capsa_v\\\"\"\n");
     str_append (&s, &len,
-                "  :\n"
+                "  done\n"
                 "}\n"
                 "__capsa_done=\n"
                 "if [ -d /.singularity.d/env ]; then\n"
@@ -171,35 +250,17 @@ capsa_env_script (const struct capsa_container *c)
                 "if [ -n \"${LD_LIBRARY_PATH:-}\" ]; then\n"
                 "  if [ -n \"${PREPEND_LD_LIBRARY_PATH:-}\" ]; then LD_LIBRARY_PATH=\"$PREPEND_LD_LIBRARY_PATH:$LD_LIBRARY_PATH\"; fi\n"
                 "  if [ -n \"${APPEND_LD_LIBRARY_PATH:-}\" ]; then LD_LIBRARY_PATH=\"$LD_LIBRARY_PATH:$APPEND_LD_LIBRARY_PATH\"; fi\n"
-                "fi\n");
-
-    /* 4. The starting environment comes back. */
-    for (size_t i = 0; i < c->env.n; i++) {
-        const char *kv = c->env.v[i];
-        size_t klen = strcspn (kv, "=");
-        if (kv[klen] != '=' || !capsa_env_valid_name (kv, klen))
-            continue;
-        cleanup_free char *key = strndup (kv, klen);
-        if ((klen == 14 && strncmp (kv, "APPTAINER_NAME", 14) == 0)
-            || (klen == 19 && strncmp (kv, "APPTAINER_CONTAINER", 19) == 0)) {
-            /* Read-only in Apptainer: the image's scripts cannot change them. */
-            str_append (&s, &len, key);
-            str_append (&s, &len, "=");
-            str_append_shell_quoted (&s, &len, kv + klen + 1);
-            str_append (&s, &len, "; export ");
-            str_append (&s, &len, key);
-            str_append (&s, &len, "\n");
-            continue;
-        }
-        cleanup_free char *line = xasprintf ("if [ -z \"${%s+x}\" ]; then %s=", key, key);
-        str_append (&s, &len, line);
-        str_append_shell_quoted (&s, &len, kv + klen + 1);
-        cleanup_free char *rest = xasprintf ("; export %s; elif [ -z \"$%s\" ]; then unset %s; fi\n", key, key, key);
-        str_append (&s, &len, rest);
-    }
-
-    /* 5. Prompt, environment file, SHELL. */
-    str_append (&s, &len,
+                "fi\n"
+                /* 4. The starting environment comes back: exported again
+                 *    when the scripts did not set it, unset when they left
+                 *    it empty. */
+                "__capsa_i=0\n"
+                "while [ \"$__capsa_i\" -lt \"$__capsa_n\" ]; do __capsa_i=$((__capsa_i + 1))\n"
+                "  eval \"__capsa_k=\\$__capsa_rk$__capsa_i\"\n"
+                "  eval \"if [ -z \\\"\\${$__capsa_k+x}\\\" ]; then $__capsa_k=\\$__capsa_rv$__capsa_i; export $__capsa_k; "
+                "elif [ -z \\\"\\$$__capsa_k\\\" ]; then unset $__capsa_k; fi\"\n"
+                "done\n"
+                /* 5. Prompt, environment file, what is set last. */
                 "if [ -z \"${PS1:-}\" ]; then PS1='Capsa> '; export PS1; fi\n"
                 "if [ -z \"${PROMPT_COMMAND:-}\" ]; then PROMPT_COMMAND=\"PS1=\\\"${PS1}\\\"; unset PROMPT_COMMAND\"\n"
                 "else PROMPT_COMMAND=\"${PROMPT_COMMAND}; PROMPT_COMMAND=\\\"\\${PROMPT_COMMAND%%; PROMPT_COMMAND=*}\\\"; "
@@ -207,25 +268,14 @@ capsa_env_script (const struct capsa_container *c)
                 "export PROMPT_COMMAND\n"
                 "APPTAINER_ENVIRONMENT=${APPTAINER_ENVIRONMENT:-/.singularity.d/env/91-environment.sh}\n"
                 "SINGULARITY_ENVIRONMENT=$APPTAINER_ENVIRONMENT\n"
-                "export APPTAINER_ENVIRONMENT SINGULARITY_ENVIRONMENT\n");
-    for (size_t i = 0; i < c->env_final.n; i++) {
-        const char *kv = c->env_final.v[i];
-        size_t klen = strcspn (kv, "=");
-        if (kv[klen] != '=' || !capsa_env_valid_name (kv, klen))
-            continue;
-        cleanup_free char *key = strndup (kv, klen);
-        str_append (&s, &len, key);
-        str_append (&s, &len, "=");
-        str_append_shell_quoted (&s, &len, kv + klen + 1);
-        str_append (&s, &len, "; export ");
-        str_append (&s, &len, key);
-        str_append (&s, &len, "\n");
-    }
-
-    /* 6. The command. */
-    str_append (&s, &len,
+                "export APPTAINER_ENVIRONMENT SINGULARITY_ENVIRONMENT\n"
+                "__capsa_i=0\n"
+                "while [ \"$__capsa_i\" -lt \"$__capsa_l\" ]; do __capsa_i=$((__capsa_i + 1))\n"
+                "  eval \"__capsa_k=\\$__capsa_lk$__capsa_i\"\n"
+                "  eval \"export $__capsa_k=\\\"\\$__capsa_lv$__capsa_i\\\"\"\n"
+                "done\n"
                 "unset -f __capsa_fixpath __capsa_ldpath __capsa_inject\n"
-                "unset __capsa_f __capsa_done __capsa_p __capsa_d __capsa_l\n"
+                /* 6. The command. */
                 "case \"$1\" in\n"
                 "*/*) if [ ! -e \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": no such file or directory\" >&2; exit 127;\n"
                 "     elif [ -d \"$1\" ] || [ ! -x \"$1\" ]; then echo \"FATAL:   \\\"$1\\\": permission denied\" >&2; exit 126; fi ;;\n"
@@ -237,7 +287,7 @@ capsa_env_script (const struct capsa_container *c)
                 "   done\n"
                 "   IFS=$__capsa_ifs\n"
                 "   if [ -z \"$__capsa_p\" ]; then echo \"FATAL:   \\\"$1\\\": executable file not found in \\$PATH\" >&2; exit 127; fi\n"
-                "   shift; set -- \"$__capsa_p\" \"$@\"; unset __capsa_p __capsa_d __capsa_ifs ;;\n"
+                "   shift; set -- \"$__capsa_p\" \"$@\" ;;\n"
                 "esac\n"
                 "exec \"$@\"\n");
     return s;

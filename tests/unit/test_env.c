@@ -383,12 +383,19 @@ run_action (struct fixture *f, const char *cmd, int *status)
     if (pid < 0)
         return NULL;
     if (pid == 0) {
-        char *argv[] = { (char *) "sh", (char *) "-c", script, (char *) "/bin/sh", (char *) "/bin/sh",
-                         (char *) "-c", (char *) cmd, NULL };
+        struct strv argv = { 0 };
+        strv_push (&argv, "sh");
+        strv_push (&argv, "-c");
+        strv_push (&argv, script);
+        strv_push (&argv, "/bin/sh");
+        capsa_env_script_args (&f->c, &argv);
+        strv_push (&argv, "/bin/sh");
+        strv_push (&argv, "-c");
+        strv_push (&argv, cmd);
         dup2 (pfd[1], STDOUT_FILENO);
         int dn = open ("/dev/null", O_WRONLY);
         dup2 (dn, STDERR_FILENO);
-        execve ("/bin/sh", argv, env.v);
+        execve ("/bin/sh", argv.v, env.v);
         _exit (99);
     }
     close (pfd[1]);
@@ -429,6 +436,9 @@ test_script (void)
                    "|/lib1:/.singularity.d/libs|unset|ends\\|/home/alice|",
                "script: host variables back, overrides evaluated (as Apptainer's double quotes), PATH after them");
     CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0, "script: exit 0");
+    strv_push (&f.c.env_final, "SHELL=/bin/bash");
+    cleanup_free char *o1c = run_action (&f, "printf '%s|%s|%s' \"$SHELL\" \"$APPTAINER_CONTAINER\" \"$APPTAINER_NAME\"", &status);
+    CHECK_STR (o1c, "/bin/bash|/images/my.sif|my.sif", "script: what is set last (SHELL, APPTAINER_CONTAINER, APPTAINER_NAME)");
     cleanup_free char *o1b = run_action (&f, "echo ${UID-none} ${PS1}; echo \"$PROMPT_COMMAND\"", &status);
     CHECK (o1b != NULL && strstr (o1b, "Capsa>") != NULL, "script: PS1 defaults to 'Capsa> '");
     CHECK (o1b != NULL && strstr (o1b, "PS1=\"Capsa> \"; unset PROMPT_COMMAND") != NULL,
@@ -485,31 +495,43 @@ test_script (void)
     cleanup_free char *script3 = capsa_env_script (&f.c);
     struct strv env3 = { 0 };
     capsa_env_shell_environ (&f.c, &env3);
-    {
-        char *argv[] = { (char *) "sh", (char *) "-c", script3, (char *) "sh", (char *) "/nonexistent/cmd", NULL };
+    static const char *const cmds[] = { "/nonexistent/cmd", "/etc/passwd", "no-such-command-anywhere" };
+    static const int want_rc[] = { 127, 126, 127 };
+    for (size_t k = 0; k < ARRAY_SIZE (cmds); k++) {
+        struct strv argv = { 0 };
+        strv_push (&argv, "sh");
+        strv_push (&argv, "-c");
+        strv_push (&argv, script3);
+        strv_push (&argv, "sh");
+        capsa_env_script_args (&f.c, &argv);
+        strv_push (&argv, cmds[k]);
         pid_t pid = fork ();
         if (pid == 0) {
             int dn = open ("/dev/null", O_WRONLY);
             dup2 (dn, STDERR_FILENO);
-            execve ("/bin/sh", argv, env3.v);
+            execve ("/bin/sh", argv.v, env3.v);
             _exit (99);
         }
         waitpid (pid, &status, 0);
-        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 127, "sh: a missing command exits 127");
-    }
-    {
-        char *argv[] = { (char *) "sh", (char *) "-c", script3, (char *) "sh", (char *) "/etc/passwd", NULL };
-        pid_t pid = fork ();
-        if (pid == 0) {
-            int dn = open ("/dev/null", O_WRONLY);
-            dup2 (dn, STDERR_FILENO);
-            execve ("/bin/sh", argv, env3.v);
-            _exit (99);
-        }
-        waitpid (pid, &status, 0);
-        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 126, "sh: a non-executable command exits 126");
+        strv_free (&argv);
+        cleanup_free char *name = xasprintf ("sh: %s exits %d", cmds[k], want_rc[k]);
+        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == want_rc[k], name);
     }
     strv_free (&env3);
+
+    /* A big environment: no value goes into the script's text, whose one
+     * argument is limited to 128 KiB by the kernel. */
+    for (int i = 0; i < 40; i++)
+        strv_push_take (&f.c.host_env, xasprintf ("BIG%d=%0*d", i, 8000, i));
+    strv_push_take (&f.c.host_env, xasprintf ("APPTAINERENV_BIGOVER=%0*d", 100000, 7));
+    strv_free (&f.c.env);
+    strv_free (&f.c.env_override);
+    capsa_env_build (&f.c, &w);
+    strv_free (&w);
+    cleanup_free char *script4 = capsa_env_script (&f.c);
+    CHECK (script4 != NULL && strlen (script4) < 16384, "script: its text does not grow with the environment");
+    cleanup_free char *o4 = run_action (&f, "printf '%s %s' ${#BIG39} ${#BIGOVER}", &status);
+    CHECK_STR (o4, "8000 100000", "script: 320 KB of environment and a 100 KB override reach the command");
     fixture_free (&f);
 
     /* Without a shell: the same environment, overrides literal. */
