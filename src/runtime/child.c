@@ -7,8 +7,11 @@
  *   4. the final privilege drop (privs.c), which arms the parent-death
  *      signal again and checks that the monitor still lives
  *   5. enter the working directory by a descriptor opened as the user
- *   6. the environment, --env-file read from descriptors opened in 2
- *   7. LSM labels and seccomp, last; exec */
+ *   6. the environment, --env-file read from descriptors opened in 2;
+ *      the caller's umask
+ *   7. LSM labels and seccomp, last; under --pid the init process
+ *      (init.c); exec through the image's /bin/sh running the action
+ *      script (envscript.c), or directly when the image has no shell */
 #include "runtime/container.h"
 
 #include <errno.h>
@@ -129,9 +132,19 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
         strv_push (&argv, "/.singularity.d/runscript");
         for (int i = 0; i < o->ncmd; i++)
             strv_push (&argv, o->cmd[i]);
+    } else if (o->shell) {
+        strv_push (&argv, o->shell);
+        for (int i = 0; i < o->ncmd; i++)
+            strv_push (&argv, o->cmd[i]);
     } else {
-        const char *sh = o->shell ? o->shell : (o->action == ACTION_SHELL && exists_exec ("/bin/bash")) ? "/bin/bash" : "/bin/sh";
-        strv_push (&argv, sh);
+        /* As Apptainer: bash without its rc files, so the user's .bashrc
+         * does not replace the image's prompt. */
+        bool bash = o->action == ACTION_SHELL && exists_exec ("/bin/bash");
+        strv_push (&argv, bash ? "/bin/bash" : "/bin/sh");
+        if (bash)
+            strv_push (&argv, "--norc");
+        if (o->action == ACTION_SHELL)
+            strv_push (&c->env_final, bash ? "SHELL=/bin/bash" : "SHELL=/bin/sh");
         for (int i = 0; i < o->ncmd; i++)
             strv_push (&argv, o->cmd[i]);
     }
@@ -148,27 +161,39 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
             capsa_error_fatal (&err);
         close (c->env_fds[i]);
     }
-    capsa_env_build (c);
+    struct strv warnings = { 0 };
+    capsa_env_build (c, &warnings);
+    for (size_t i = 0; i < warnings.n; i++)
+        warnf ("%s", warnings.v[i]);
+    strv_free (&warnings);
+    umask (o->no_umask ? 022 : c->umask);
 
-    /* 7. Last of all: LSM labels and seccomp filters. */
+    /* 7. Last of all: LSM labels and seccomp filters; then the init
+     *    process, which the command and its filters share. */
     if (capsa_security_apply (c, &err) < 0)
         capsa_error_fatal (&err);
+    if (o->pid_ns && !o->no_init)
+        capsa_init_start ();
 
-    /* Through the image's shell when it has environment scripts, so they
-     * are sourced in name order as Apptainer does; else directly. */
-    struct stat st;
-    if (stat ("/.singularity.d/env", &st) == 0 && S_ISDIR (st.st_mode) && exists_exec ("/bin/sh")) {
-        struct strv shv = { 0 };
+    /* Through the image's shell, which runs the action script (the
+     * image's env scripts, the overrides evaluated, the environment put
+     * back); directly, with the overrides taken literally, without one. */
+    if (exists_exec ("/bin/sh")) {
+        struct strv shv = { 0 }, shenv = { 0 };
         strv_push (&shv, "/bin/sh");
         strv_push (&shv, "-c");
         strv_push_take (&shv, capsa_env_script (c));
         strv_push (&shv, argv.v[0]);
+        capsa_env_script_args (c, &shv);
         for (size_t i = 0; i < argv.n; i++)
             strv_push (&shv, argv.v[i]);
-        execve ("/bin/sh", shv.v, c->env.v);
+        capsa_env_shell_environ (c, &shenv);
+        if (shenv.v == NULL)
+            strv_push (&shenv, "PWD=/"); /* never a NULL environment */
+        execve ("/bin/sh", shv.v, shenv.v);
         capsa_die ("cannot run /bin/sh in the container: %s", strerror (errno));
     }
-    for (size_t i = 0; i < c->env_override.n; i++)
-        strv_push (&c->env, c->env_override.v[i]);
-    exec_direct (argv.v, c->env.v);
+    struct strv env = { 0 };
+    capsa_env_direct (c, &env);
+    exec_direct (argv.v, env.v);
 }

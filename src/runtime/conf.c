@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "runtime/confcompat.h"
+
 #define CONF_MAX_SIZE (1024 * 1024)
 
 void
@@ -36,6 +38,15 @@ capsa_conf_init (struct capsa_conf *c)
     c->sessiondir_max_size = 64;
     c->setuid_mount_extfs = false;
     c->allow_container_extfs = true;
+    c->mount_devpts = true;
+    c->mount_slave = true;
+    c->memory_fs = MEMFS_TMPFS;
+}
+
+const char *
+capsa_conf_memfs (const struct capsa_conf *c)
+{
+    return c->memory_fs == MEMFS_RAMFS ? "ramfs" : "tmpfs";
 }
 
 bool
@@ -51,11 +62,12 @@ capsa_conf_free (struct capsa_conf *c)
     strv_free (&c->limit_owners);
     strv_free (&c->limit_groups);
     strv_free (&c->limit_paths);
+    strv_free (&c->warnings);
     free (c->seccomp_profile);
     c->seccomp_profile = NULL;
 }
 
-enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_OVERLAY, K_MIB };
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_OVERLAY, K_MIB, K_MEMFS };
 
 struct directive {
     const char *key;
@@ -97,6 +109,10 @@ static const struct directive directives[] = {
     D ("sessiondir max size", K_MIB, sessiondir_max_size),
     D ("allow setuid-mount extfs", K_BOOL, setuid_mount_extfs),
     D ("allow container extfs", K_BOOL, allow_container_extfs),
+    D ("mount devpts", K_BOOL, mount_devpts),
+    D ("mount hostfs", K_BOOL, mount_hostfs),
+    D ("mount slave", K_BOOL, mount_slave),
+    D ("memory fs type", K_MEMFS, memory_fs),
 };
 #undef D
 
@@ -126,6 +142,8 @@ allowed_values (enum kind k)
         return "yes, no, try, driver";
     case K_MIB:
         return "a size in MiB from 1 to 1048576";
+    case K_MEMFS:
+        return "tmpfs, ramfs";
     }
     return "";
 }
@@ -210,6 +228,14 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
         }
         return list->n > before ? 0 : -1;
     }
+    case K_MEMFS:
+        if (strcmp (value, "tmpfs") == 0)
+            *(enum capsa_memfs *) field = MEMFS_TMPFS;
+        else if (strcmp (value, "ramfs") == 0)
+            *(enum capsa_memfs *) field = MEMFS_RAMFS;
+        else
+            return -1;
+        return 0;
     case K_FILE:
         if (value[0] != '/' || strstr (value, "/../") != NULL)
             return -1;
@@ -217,14 +243,29 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
         *(char **) field = xstrdup (value);
         return 0;
     case K_BINDPATH: {
-        /* SRC[:DST], both absolute, no ".." component. */
-        const char *colon = strchr (value, ':');
-        if (value[0] != '/' || (colon && colon[1] != '/') || (colon && strchr (colon + 1, ':')))
-            return -1;
-        for (const char *p = value; (p = strstr (p, "..")) != NULL; p += 2)
-            if ((p[-1] == '/') && (p[2] == '\0' || p[2] == '/' || p[2] == ':'))
+        /* SRC[:DST][,SRC[:DST]...] (Apptainer splits every value on
+         * commas), both absolute, no ".." component. */
+        cleanup_free char *copy = xstrdup (value);
+        char *save = NULL;
+        struct strv items = { 0 };
+        for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+            item = trim (item);
+            const char *colon = strchr (item, ':');
+            bool bad = item[0] != '/' || (colon && colon[1] != '/') || (colon && strchr (colon + 1, ':'));
+            for (const char *p = item; !bad && (p = strstr (p, "..")) != NULL; p += 2)
+                if ((p[-1] == '/') && (p[2] == '\0' || p[2] == '/' || p[2] == ':'))
+                    bad = true;
+            if (bad) {
+                strv_free (&items);
                 return -1;
-        strv_push ((struct strv *) field, value);
+            }
+            strv_push (&items, item);
+        }
+        if (items.n == 0)
+            return -1;
+        for (size_t i = 0; i < items.n; i++)
+            strv_push ((struct strv *) field, items.v[i]);
+        strv_free (&items);
         return 0;
     }
     }
@@ -256,11 +297,21 @@ capsa_conf_parse (struct capsa_conf *c, const char *name, const char *text, caps
         *eq = '\0';
         value = trim (eq + 1);
         key = trim (key);
+        /* As in Apptainer, "key =" with no value leaves the default
+         * (its confgen writes "image driver = " and the like). */
+        if (*value == '\0')
+            continue;
         for (size_t i = 0; i < ARRAY_SIZE (directives); i++)
             if (strcmp (directives[i].key, key) == 0)
                 d = &directives[i];
-        if (d == NULL)
+        if (d == NULL) {
+            int r = capsa_conf_compat (c, name, lineno, key, value, err);
+            if (r < 0)
+                return -1;
+            if (r > 0)
+                continue;
             return capsa_error_make (err, 0, "%s:%ld: unknown directive '%s'", name, lineno, key);
+        }
         if (set_value (c, d, value) < 0)
             return capsa_error_make (err, 0, "%s:%ld: '%s' is not a valid value for '%s' (allowed: %s)", name,
                                      lineno, value, key, allowed_values (d->kind));

@@ -20,6 +20,7 @@ enum capsa_mount_dev { MOUNT_DEV_NO = 0, MOUNT_DEV_YES = 1, MOUNT_DEV_MINIMAL = 
  * fall back to); DRIVER also uses fuse-overlayfs, not the kernel's overlay,
  * for the root of a container in a user namespace. */
 enum capsa_enable_overlay { OVERLAY_NO = 0, OVERLAY_YES = 1, OVERLAY_TRY = 2, OVERLAY_DRIVER = 3 };
+enum capsa_memfs { MEMFS_TMPFS = 0, MEMFS_RAMFS = 1 };
 
 struct capsa_conf {
     bool allow_setuid;
@@ -54,7 +55,18 @@ struct capsa_conf {
     long sessiondir_max_size;     /* MiB: the in-memory layer of --writable-tmpfs */
     bool setuid_mount_extfs;      /* kernel ext3 mounts of a user's overlay images */
     bool allow_container_extfs;   /* may setuid users use ext3 overlay images at all */
+    /* Apptainer directives (issue 14): see docs/capsa.conf.5. */
+    bool mount_devpts;     /* a new devpts in the minimal /dev */
+    bool mount_hostfs;     /* every mount point of the host's / bound */
+    bool mount_slave;      /* host mounts propagate into the container */
+    enum capsa_memfs memory_fs; /* file system of capsa's in-memory mounts */
+    /* Directives accepted but not applied (Apptainer features capsa does
+     * not have), one message each, for the starter to print as WARNING. */
+    struct strv warnings;
 };
+
+/* The file system type name of c->memory_fs ("tmpfs" or "ramfs"). */
+const char *capsa_conf_memfs (const struct capsa_conf *c);
 
 /* Does any 'limit container ...' restrict which images may run? */
 bool capsa_conf_limited (const struct capsa_conf *c);

@@ -56,6 +56,8 @@ struct capsa_host_path {
     char *dst;     /* absolute path inside the container */
     bool ro;
     const char *what;
+    bool dev;      /* a device (or directory of devices) of the host's /dev,
+                      bound without adding nodev (hostmounts.c) */
 };
 
 struct capsa_container {
@@ -78,6 +80,7 @@ struct capsa_container {
     char *workdir;        /* the directory the command starts in */
     bool workdir_custom;  /* --pwd: not being able to enter it is fatal */
     int *env_fds;         /* --env-file files, opened as the user, read after the drop */
+    bool dev_host;        /* the host's /dev ('mount dev = yes', or -B /dev) */
 
     capsa_capset_t caps;  /* the command's capabilities (all five sets) */
     capsa_capset_t own_caps; /* what the starter itself holds (root: permitted) */
@@ -96,6 +99,9 @@ struct capsa_container {
     struct capsa_subid subuid, subgid;
     /* Writable layers and --writable (runtime/overlay.h). */
     struct capsa_layers *layers;
+    struct strv env_file_vars; /* --env-file assignments, evaluated once (envfile.c) */
+    struct strv env_final; /* KEY=VALUE set last, literally (SHELL of `shell`) */
+    mode_t umask;         /* the caller's, for the command (not with --no-umask) */
 };
 
 /* Open the image and the host paths (called with the caller's identity,
@@ -136,11 +142,29 @@ int capsa_security_prepare (struct capsa_container *c, capsa_error_t *err);
 int capsa_security_check_image (struct capsa_container *c, bool encrypted, capsa_error_t *err);
 int capsa_security_apply (struct capsa_container *c, capsa_error_t *err);
 
-/* Environment and /etc files (src/runtime/env.c). */
-void capsa_env_build (struct capsa_container *c);
+/* Environment and /etc files (src/runtime/env.c): c->env and
+ * c->env_override from the caller's environment and the options, with
+ * Apptainer's precedence; messages for the user go to WARNINGS. */
+void capsa_env_build (struct capsa_container *c, struct strv *warnings);
 int capsa_env_read_file (struct capsa_container *c, const char *path, capsa_error_t *err);
 int capsa_env_read_fd (struct capsa_container *c, int fd, const char *path, capsa_error_t *err);
-char *capsa_env_script (const struct capsa_container *c); /* sh -c text */
+bool capsa_env_valid_name (const char *s, size_t len);
+/* PATH made absolute against CWD and cleaned lexically (owned). */
+char *capsa_env_abs_path (const char *path, const char *cwd);
+/* The action script (src/runtime/envscript.c): the text for "sh -c", the
+ * environment to start that shell with, and the command's environment
+ * when the image has no shell. */
+char *capsa_env_script (const struct capsa_container *c);
+/* Its data: the arguments between $0 and the command (see envscript.c). */
+void capsa_env_script_args (const struct capsa_container *c, struct strv *out);
+void capsa_env_shell_environ (const struct capsa_container *c, struct strv *out);
+void capsa_env_direct (const struct capsa_container *c, struct strv *out);
+
+/* The init process under --pid (src/runtime/init.c): fork; the child
+ * returns (and goes on to exec the command), this process stays PID 1,
+ * forwards signals to it, reaps every child and exits with the command's
+ * status.  Called after the final drop. */
+void capsa_init_start (void);
 char *capsa_passwd_content (const struct capsa_container *c, const char *image_passwd);
 char *capsa_group_content (const struct capsa_container *c, const char *image_group);
 

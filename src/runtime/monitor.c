@@ -108,7 +108,10 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
 
     struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset (&sa.sa_mask);
-    const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH };
+    /* Those Apptainer's monitor passes on too (it forwards every signal);
+     * under --pid its init passes them to the command (init.c). */
+    const int fwd[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH,
+                        SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR };
     for (size_t i = 0; i < ARRAY_SIZE (fwd); i++)
         sigaction (fwd[i], &sa, NULL);
 

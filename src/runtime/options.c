@@ -17,65 +17,6 @@ capsa_action_from_name (const char *name, enum capsa_action *out)
     return 0;
 }
 
-static int
-add_one_bind (struct capsa_opts *o, char *item, capsa_error_t *err)
-{
-    char *parts[3] = { NULL };
-    size_t n = 0;
-    struct capsa_bind *b;
-    cleanup_free char *orig = xstrdup (item);
-    char *p = item;
-
-    /* src[:dst[:ro|rw]]: at most three parts. */
-    while (n < 3) {
-        parts[n++] = p;
-        p = strchr (p, ':');
-        if (p == NULL)
-            break;
-        *p++ = '\0';
-    }
-    if (p != NULL || parts[0][0] == '\0')
-        return capsa_error_make (err, 0, "invalid bind specification '%s'", orig);
-
-    o->binds = xrealloc (o->binds, (o->nbinds + 1) * sizeof (*o->binds));
-    b = &o->binds[o->nbinds];
-    memset (b, 0, sizeof (*b));
-    b->src = xstrdup (parts[0]);
-    b->dst = xstrdup (n >= 2 && parts[1][0] ? parts[1] : parts[0]);
-    o->nbinds++;
-    if (n >= 3) {
-        if (strcmp (parts[2], "ro") == 0)
-            b->ro = true;
-        else if (strcmp (parts[2], "rw") != 0)
-            return capsa_error_make (err, 0, "invalid bind option '%s' (allowed: ro, rw)", parts[2]);
-    }
-    if (b->dst[0] != '/')
-        return capsa_error_make (err, 0, "bind destination '%s' must be an absolute path", b->dst);
-    return 0;
-}
-
-int
-capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err)
-{
-    cleanup_free char *copy = xstrdup (spec);
-    char *save = NULL;
-
-    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
-        item = trim (item);
-        if (*item == '\0')
-            continue;
-        /* "-B /a:/b,ro" is not Apptainer syntax, but "-B /a:/b:ro,/c" is:
-         * an option word alone applies to the previous bind. */
-        if ((strcmp (item, "ro") == 0 || strcmp (item, "rw") == 0) && o->nbinds > 0) {
-            o->binds[o->nbinds - 1].ro = item[1] == 'o';
-            continue;
-        }
-        if (add_one_bind (o, item, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 int
 capsa_opts_add_overlay (struct capsa_opts *o, const char *spec, capsa_error_t *err)
 {
@@ -155,6 +96,11 @@ enum {
     OPT_SECCOMP_FD,
     OPT_KEY_FD,
     OPT_WRITABLE_TMPFS,
+    OPT_MOUNT,
+    OPT_NO_MOUNT,
+    OPT_NO_INIT,
+    OPT_NO_UMASK,
+    OPT_NO_EVAL,
 };
 
 static const struct option long_opts[] = {
@@ -162,6 +108,12 @@ static const struct option long_opts[] = {
     { "no-home", no_argument, NULL, OPT_NO_HOME },
     { "home", required_argument, NULL, 'H' },
     { "pwd", required_argument, NULL, OPT_PWD },
+    { "cwd", required_argument, NULL, OPT_PWD },
+    { "mount", required_argument, NULL, OPT_MOUNT },
+    { "no-mount", required_argument, NULL, OPT_NO_MOUNT },
+    { "no-init", no_argument, NULL, OPT_NO_INIT },
+    { "no-umask", no_argument, NULL, OPT_NO_UMASK },
+    { "no-eval", no_argument, NULL, OPT_NO_EVAL },
     { "contain", no_argument, NULL, 'c' },
     { "containall", no_argument, NULL, 'C' },
     { "cleanenv", no_argument, NULL, 'e' },
@@ -227,6 +179,22 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         case OPT_NO_HOME:
             o->no_home = true;
             break;
+        case OPT_MOUNT:
+            if (capsa_opts_add_mount (o, optarg, err) < 0)
+                return -1;
+            break;
+        case OPT_NO_MOUNT:
+            capsa_opts_add_no_mount (o, optarg);
+            break;
+        case OPT_NO_INIT:
+            o->no_init = true;
+            break;
+        case OPT_NO_UMASK:
+            o->no_umask = true;
+            break;
+        case OPT_NO_EVAL:
+            o->no_eval = true;
+            break;
         case 'H': {
             char *colon = strchr (optarg, ':');
             free (o->home_src);
@@ -256,10 +224,14 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
              * to the previous value of the same --env (values may contain
              * commas). */
             cleanup_free char *copy = xstrdup (optarg);
-            char *save = NULL;
             size_t first = o->env.n;
-            for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save)) {
+            for (char *kv = copy, *next; kv != NULL; kv = next) {
+                next = strchr (kv, ',');
+                if (next)
+                    *next++ = '\0';
                 if (strchr (kv, '=') == NULL || kv[0] == '=') {
+                    if (o->env.n == first && kv[0] == '\0')
+                        continue; /* a leading comma */
                     if (o->env.n == first)
                         return capsa_error_make (err, 0, "invalid --env '%s' (expected KEY=VALUE)", optarg);
                     char *joined = xasprintf ("%s,%s", o->env.v[o->env.n - 1], kv);
@@ -403,5 +375,7 @@ capsa_opts_free (struct capsa_opts *o)
     strv_free (&o->seccomp_paths);
     strv_free (&o->env);
     strv_free (&o->env_files);
+    strv_free (&o->skip_bind_paths);
+    strv_free (&o->warnings);
     memset (o, 0, sizeof (*o));
 }

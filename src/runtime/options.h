@@ -66,6 +66,24 @@ struct capsa_opts {
     bool writable_tmpfs;         /* --writable-tmpfs */
     struct capsa_overlay_opt *overlays; /* --overlay PATH[:ro], in command-line order */
     size_t noverlays;
+    /* Issue 14 (src/runtime/bindspec.c, init.c, envscript.c). */
+    bool no_init;                /* --no-init: no init process as PID 1 under --pid */
+    bool no_umask;               /* --no-umask: umask 0022 instead of the caller's */
+    bool no_eval;                /* --no-eval: override values are not evaluated by the shell */
+    unsigned no_mount;           /* --no-mount: NO_MOUNT_* bits */
+    bool skip_all_bind_paths;    /* --no-mount bind-paths */
+    struct strv skip_bind_paths; /* --no-mount /DEST: 'bind path' entries not bound */
+    struct strv warnings;        /* for the starter to print (unknown --no-mount names) */
+};
+
+enum {
+    NO_MOUNT_PROC = 1 << 0,
+    NO_MOUNT_SYS = 1 << 1,
+    NO_MOUNT_DEV = 1 << 2,
+    NO_MOUNT_DEVPTS = 1 << 3,
+    NO_MOUNT_TMP = 1 << 4,
+    NO_MOUNT_HOSTFS = 1 << 5,
+    NO_MOUNT_CWD = 1 << 6,
 };
 
 /* Parse one --security value into o (split on the first colon only). */
@@ -80,7 +98,18 @@ void capsa_opts_free (struct capsa_opts *o);
 /* Parse one --overlay value ("PATH[:ro|:rw]") into o->overlays. */
 int capsa_opts_add_overlay (struct capsa_opts *o, const char *spec, capsa_error_t *err);
 
-/* Parse one --bind value ("src[:dst[:ro|rw]][,...]") into o->binds. */
+/* Parse one --bind value ("src[:dst[:opts]][,...]", Apptainer's syntax:
+ * opts ro or rw, '\,' and '\:' escape) into o->binds; image binds
+ * (image-src=, id=) are refused.  src/runtime/bindspec.c. */
 int capsa_opts_add_binds (struct capsa_opts *o, const char *spec, capsa_error_t *err);
+
+/* Parse one --mount value (Docker's CSV syntax, one mount per line:
+ * "type=bind,source=SRC,destination=DST[,ro]") into o->binds. */
+int capsa_opts_add_mount (struct capsa_opts *o, const char *spec, capsa_error_t *err);
+
+/* Parse one --no-mount value (comma-separated: proc, sys, dev, devpts,
+ * home, tmp, hostfs, cwd, bind-paths or an absolute 'bind path'
+ * destination); unknown names are warnings, as in Apptainer. */
+void capsa_opts_add_no_mount (struct capsa_opts *o, const char *list);
 
 #endif

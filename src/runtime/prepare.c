@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "runtime/hostmounts.h"
 #include "runtime/privs.h"
 #include "runtime/sifimage.h"
 
@@ -124,6 +125,15 @@ locate_as_user (void *data, int fd, const char *path, struct capsa_image *img, c
     return r;
 }
 
+static bool
+strv_contains (const struct strv *list, const char *s)
+{
+    for (size_t i = 0; i < list->n; i++)
+        if (strcmp (list->v[i], s) == 0)
+            return true;
+    return false;
+}
+
 /* PATH made lexical and absolute, as Apptainer's filepath.Clean: no
  * empty, "." or ".." components ("/a/../b//c/." is "/b/c"; ".." above the
  * root stays at the root).  New string. */
@@ -168,6 +178,8 @@ static int
 add_host_path (struct capsa_container *c, const char *src, const char *dst, bool ro, bool optional,
                const char *what, capsa_error_t *err)
 {
+    if (optional)
+        debugf ("%s %s -> %s", what, src, dst);
     struct stat st;
     if (is_root_path (dst))
         return capsa_error_make (err, 0, "%s %s: cannot be mounted on %s, the container's root", what, src, dst);
@@ -218,49 +230,133 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
               c->mode == MODE_ROOT ? "root" : c->mode == MODE_SETUID ? "setuid" : "user namespace",
               c->use_fuse ? ", mounted with FUSE" : "");
 
-    /* $HOME. */
+    /* $HOME.  --no-home: none.  A home the user chose (--home SRC[:DST]) is
+     * bound even with --contain, as in Apptainer, and is refused when the
+     * administrator disabled user binds.  Otherwise the caller's home, if
+     * 'mount home = yes' and not --contain (then rootfs.c puts an empty
+     * one in memory). */
     c->home_dst = clean_path (o->home_dst ? o->home_dst : c->user.home);
     if (is_root_path (c->home_dst))
         return capsa_error_make (err, 0, "home directory %s: the container's root cannot be the home directory",
                                  c->home_dst);
-    if (!o->no_home && !contain && c->conf->mount_home) {
-        const char *src = o->home_src ? o->home_src : c->user.home;
-        if (add_host_path (c, src, c->home_dst, false, o->home_src == NULL, "home directory", err) < 0)
-            return -1;
-    } else if (o->home_src && !contain) {
+    const bool user_binds = c->conf->user_bind_control || c->mode == MODE_ROOT;
+    if (o->home_src && !o->no_home && !user_binds)
+        return capsa_error_make (err, 0, "not mounting the requested home %s: user bind control is disabled by the "
+                                 "administrator ('user bind control = no')",
+                                 o->home_src);
+    if (!o->no_home && o->home_src) {
         if (add_host_path (c, o->home_src, c->home_dst, false, false, "home directory", err) < 0)
+            return -1;
+    } else if (!o->no_home && !contain && c->conf->mount_home) {
+        if (add_host_path (c, c->user.home, c->home_dst, false, true, "home directory", err) < 0)
             return -1;
     }
 
-    /* /tmp and /var/tmp from the host unless contained. */
-    if (!contain && c->conf->mount_tmp) {
+    /* /tmp and /var/tmp from the host unless contained (rootfs.c then
+     * mounts empty ones in memory) or left out. */
+    const bool tmp = c->conf->mount_tmp && !(o->no_mount & NO_MOUNT_TMP);
+    if (!contain && tmp) {
         if (add_host_path (c, "/tmp", "/tmp", false, true, "temporary directory", err) < 0
             || add_host_path (c, "/var/tmp", "/var/tmp", false, true, "temporary directory", err) < 0)
             return -1;
     }
 
-    /* Administrator's bind paths (missing ones are skipped). */
-    for (size_t i = 0; i < c->conf->bind_paths.n; i++) {
-        cleanup_free char *src = xstrdup (c->conf->bind_paths.v[i]);
-        char *colon = strchr (src, ':');
-        const char *dst = src;
-        if (colon) {
-            *colon = '\0';
-            dst = colon + 1;
+    /* 'mount hostfs': every mount point right below the host's / (each
+     * opened as the user; those the user cannot reach are skipped). */
+    if (c->conf->mount_hostfs && !(o->no_mount & NO_MOUNT_HOSTFS)) {
+        cleanup_free char *mi = NULL;
+        cleanup_close int mfd = open ("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+        capsa_error_t e2 = NULL;
+        if (mfd < 0 || read_fd_all (mfd, 16 << 20, &mi, NULL, &e2) < 0) {
+            capsa_error_free (&e2);
+            return capsa_error_make (err, errno, "mount hostfs: cannot read /proc/self/mountinfo");
         }
-        if (add_host_path (c, src, dst, true, true, "bind path", err) < 0)
-            return -1;
+        struct strv points = { 0 };
+        capsa_hostfs_points (mi, &points);
+        for (size_t i = 0; i < points.n; i++) {
+            if (add_host_path (c, points.v[i], points.v[i], false, true, "host file system", err) < 0) {
+                strv_free (&points);
+                return -1;
+            }
+        }
+        strv_free (&points);
+    }
+
+    /* Administrator's bind paths, read-write as in Apptainer; a missing
+     * source is an error (Apptainer: "mount source ... doesn't exist").
+     * With --contain only the host's /etc/hosts and /etc/localtime. */
+    if (contain) {
+        static const char *const keep[] = { "/etc/hosts", "/etc/localtime" };
+        for (size_t i = 0; i < ARRAY_SIZE (keep); i++) {
+            if (o->skip_all_bind_paths || strv_contains (&o->skip_bind_paths, keep[i]))
+                continue;
+            if (add_host_path (c, keep[i], keep[i], false, true, "bind path", err) < 0)
+                return -1;
+        }
+    } else {
+        for (size_t i = 0; i < c->conf->bind_paths.n; i++) {
+            cleanup_free char *src = xstrdup (c->conf->bind_paths.v[i]);
+            char *colon = strchr (src, ':');
+            const char *dst = src;
+            if (colon) {
+                *colon = '\0';
+                dst = colon + 1;
+            }
+            if (o->skip_all_bind_paths || strv_contains (&o->skip_bind_paths, dst)) {
+                debugf ("bind path %s left out (--no-mount)", dst);
+                continue;
+            }
+            if (add_host_path (c, src, dst, false, false, "bind path", err) < 0)
+                return -1;
+        }
     }
     if (c->conf->config_resolv_conf
         && add_host_path (c, "/etc/resolv.conf", "/etc/resolv.conf", true, true, "resolv.conf", err) < 0)
         return -1;
 
-    /* The user's binds. */
-    if (o->nbinds > 0 && !c->conf->user_bind_control && c->mode != MODE_ROOT)
-        return capsa_error_make (err, 0, "user bind control is disabled by the administrator (--bind refused)");
-    for (size_t i = 0; i < o->nbinds; i++)
-        if (add_host_path (c, o->binds[i].src, o->binds[i].dst, o->binds[i].ro, false, "bind source", err) < 0)
+    /* The user's binds.  Devices of the host's /dev (-B /dev/X, source and
+     * destination the same) go into the container's /dev without nodev;
+     * -B /dev is the host's whole /dev.  Others are ignored with a warning
+     * when the administrator disabled user binds, as in Apptainer. */
+    const bool no_dev = c->conf->mount_dev == MOUNT_DEV_NO || (o->no_mount & NO_MOUNT_DEV);
+    const bool minimal_dev = !no_dev && (c->conf->mount_dev == MOUNT_DEV_MINIMAL || contain);
+    c->dev_host = !no_dev && !minimal_dev;
+    for (size_t i = 0; i < o->nbinds; i++) {
+        const struct capsa_bind *b = &o->binds[i];
+        cleanup_free char *src = capsa_env_abs_path (b->src, c->host_cwd);
+        cleanup_free char *dst = capsa_env_abs_path (b->dst, "/");
+        bool whole = false, present = false;
+        if (strncmp (dst, "/dev", 4) == 0 && (dst[4] == '\0' || dst[4] == '/') && strncmp (src, "/dev", 4) == 0
+            && (src[4] == '\0' || src[4] == '/')) {
+            if (!capsa_dev_bind (src, dst, &whole)) {
+                warnf ("skipping the bind %s:%s: source and destination must be the same below /dev", b->src, b->dst);
+                continue;
+            }
+            if (no_dev) {
+                warnf ("skipping the bind %s: /dev is not mounted ('mount dev = no' or --no-mount dev)", b->src);
+                continue;
+            }
+            if (whole) {
+                c->dev_host = true;
+                continue;
+            }
+            if (minimal_dev && !c->dev_host && !capsa_dev_bind_allowed (dst, &present)) {
+                if (!present)
+                    warnf ("skipping the bind %s: it cannot go into the container's /dev", b->src);
+                continue;
+            }
+            if (add_host_path (c, src, dst, b->ro, false, "bind source", err) < 0)
+                return -1;
+            c->binds[c->nbinds - 1].dev = true;
+            continue;
+        }
+        if (!user_binds) {
+            warnf ("ignoring the bind %s: user bind control is disabled by the administrator", b->src);
+            continue;
+        }
+        if (add_host_path (c, b->src, b->dst, b->ro, false, "bind source", err) < 0)
             return -1;
+    }
 
     /* Working directory: --pwd, else the host's current directory when it is
      * visible inside (under $HOME or a bind), else it is bound itself.  It
@@ -270,6 +366,11 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
         c->workdir_custom = true;
     } else if (contain || c->host_cwd == NULL) {
         c->workdir = xstrdup (c->home_dst);
+    } else if (!user_binds || (o->no_mount & NO_MOUNT_CWD)) {
+        /* Entered if the container has it; else the fallback (child.c). */
+        if (!user_binds)
+            warnf ("not mounting the current directory: user bind control is disabled by the administrator");
+        c->workdir = xstrdup (c->host_cwd);
     } else {
         bool visible = false;
         for (size_t i = 0; i < c->nbinds; i++) {

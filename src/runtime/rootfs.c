@@ -153,7 +153,8 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
     if (t < 0)
         return -1;
     cleanup_free char *data = xasprintf ("mode=0755,size=%s", size);
-    if (capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data, "/dev", err) < 0)
+    const char *fstype = (flags & DEV_RAMFS) ? "ramfs" : "tmpfs";
+    if (capsa_mount_fd (fstype, t, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, data, "/dev", err) < 0)
         return -1;
     /* The descriptor of the mount point names the directory under it:
      * look again to get the new tmpfs. */
@@ -181,9 +182,12 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
         if (capsa_bind_fd (s, n, false, MS_NOSUID | MS_NOEXEC, host, err) < 0)
             return -1;
     }
-    for (size_t i = 0; i < ARRAY_SIZE (links); i++)
+    for (size_t i = 0; i < ARRAY_SIZE (links); i++) {
+        if ((flags & DEV_NO_DEVPTS) && strcmp (links[i][1], "ptmx") == 0)
+            continue; /* no devpts, no ptmx (as Apptainer) */
         if (make_node (dev, links[i][1], 'l', links[i][0]) < 0)
             return capsa_error_make (err, errno, "cannot create /dev/%s", links[i][1]);
+    }
     if (make_node (dev, "pts", 'd', NULL) < 0 || make_node (dev, "shm", 'd', NULL) < 0)
         return capsa_error_make (err, errno, "cannot create directories in /dev");
     cleanup_close int pts = openat (dev, "pts", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
@@ -193,7 +197,9 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
 
     /* devpts with gid= needs the tty group mapped; retry without.  (It
      * cannot be nodev: its nodes are the terminals.) */
-    if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts", err) < 0) {
+    if (flags & DEV_NO_DEVPTS) {
+        /* 'mount devpts = no': an empty /dev/pts. */
+    } else if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts", err) < 0) {
         capsa_error_free (err);
         if (capsa_mount_fd ("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666", "/dev/pts", err) < 0) {
             if (!optional)
@@ -213,7 +219,7 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
             capsa_error_free (err);
         }
     } else if ((flags & DEV_SHM_PRIVATE)
-               && capsa_mount_fd ("tmpfs", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm", err) < 0) {
+               && capsa_mount_fd (fstype, shm, fstype, MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm", err) < 0) {
         if (!optional)
             return -1;
         capsa_error_free (err);
@@ -551,7 +557,8 @@ premake_targets (struct capsa_container *c, int stagefd, const char *view, const
         || premake_one (&pm, c->home_dst, NODE_DIR, err) < 0)
         return -1;
     for (size_t i = 0; i < c->nbinds; i++)
-        if (premake_one (&pm, c->binds[i].dst, c->binds[i].is_dir ? NODE_DIR : NODE_FILE, err) < 0)
+        if (!(c->binds[i].dev && !c->dev_host)
+            && premake_one (&pm, c->binds[i].dst, c->binds[i].is_dir ? NODE_DIR : NODE_FILE, err) < 0)
             return capsa_error_wrap (err, "%s %s", c->binds[i].what, c->binds[i].dst);
     return 0;
 }
@@ -685,13 +692,37 @@ open_target (int rootfd, const char *path, enum capsa_node kind, capsa_error_t *
     return t;
 }
 
+/* Give the root of a fresh ramfs (which has no uid=/gid= options) to
+ * the user: a file system of capsa's own, just mounted on FD. */
 static int
-tmpfs_on (int rootfd, const char *path, const char *data, capsa_error_t *err)
+own_memfs (struct capsa_container *c, int fd, const char *what, capsa_error_t *err)
 {
+    if (c->conf->memory_fs != MEMFS_RAMFS)
+        return 0;
+    capsa_privs_mount_begin ();
+    int r = fchownat (fd, "", c->user.uid, c->user.gid, AT_EMPTY_PATH);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot give %s to the user", what);
+    return 0;
+}
+
+/* An empty in-memory file system ('memory fs type') on PATH; the user's
+ * when OWN. */
+static int
+tmpfs_on (struct capsa_container *c, int rootfd, const char *path, const char *data, bool own, capsa_error_t *err)
+{
+    const char *fstype = capsa_conf_memfs (c->conf);
     cleanup_close int t = open_target (rootfd, path, NODE_DIR, err);
-    if (t < 0)
+    if (t < 0 || capsa_mount_fd (fstype, t, fstype, MS_NOSUID | MS_NODEV, data, path, err) < 0)
         return -1;
-    return capsa_mount_fd ("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, data, path, err);
+    if (!own)
+        return 0;
+    cleanup_close int top = capsa_open_in_root (rootfd, path, O_DIRECTORY);
+    if (top < 0)
+        return capsa_error_make (err, errno, "cannot open %s", path);
+    return own_memfs (c, top, path, err);
 }
 
 /* Bring up "lo" in a new network namespace (--net --network none). */
@@ -729,11 +760,47 @@ covering_mount (const struct capsa_container *c, size_t i, const char *dst)
     return best;
 }
 
+/* A device of the host (or a directory of them) the user bound, in
+ * capsa's minimal /dev (DEVFD, a fresh file system of capsa's own that
+ * only root may write): its mount point is made there (components checked
+ * by capsa_dev_bind_allowed, never following a symlink), then the host's
+ * node bound without adding nodev: the nodev of its own mount, if any,
+ * stays (a bind keeps the flags of its source mount). */
+static int
+bind_dev_node (struct capsa_host_path *b, int devfd, capsa_error_t *err)
+{
+    cleanup_free char *rel = xstrdup (b->dst + 5);
+    cleanup_close int dir = fcntl (devfd, F_DUPFD_CLOEXEC, 0);
+    char *save = NULL;
+    char *comp = strtok_r (rel, "/", &save);
+    while (comp != NULL) {
+        char *next = strtok_r (NULL, "/", &save);
+        bool last = next == NULL;
+        struct stat st;
+        if (fstatat (dir, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            int r = (last && !b->is_dir) ? make_node (dir, comp, 'f', NULL) : make_node (dir, comp, 'd', NULL);
+            if (r < 0)
+                return capsa_error_make (err, errno, "cannot make %s in the container's /dev", b->dst);
+        } else if (S_ISLNK (st.st_mode) || (!last && !S_ISDIR (st.st_mode))) {
+            return capsa_error_make (err, 0, "%s: cannot be made in the container's /dev", b->dst);
+        }
+        int nfd = openat (dir, comp, O_PATH | O_CLOEXEC | O_NOFOLLOW | (last ? 0 : O_DIRECTORY));
+        if (nfd < 0)
+            return capsa_error_make (err, errno, "cannot open %s in the container's /dev", b->dst);
+        close (dir);
+        dir = nfd;
+        comp = next;
+    }
+    return capsa_bind_fd (b->fd, dir, true, MS_NOSUID | MS_NOEXEC | (b->ro ? MS_RDONLY : 0) | MS_REC, b->dst, err);
+}
+
 static int
 bind_all (struct capsa_container *c, int rootfd, capsa_error_t *err)
 {
     for (size_t i = 0; i < c->nbinds; i++) {
         struct capsa_host_path *b = &c->binds[i];
+        if (b->dev && !c->dev_host)
+            continue; /* made in the minimal /dev already */
         cleanup_close int t = open_target (rootfd, b->dst, b->is_dir ? NODE_DIR : NODE_FILE, err);
         if (t < 0) {
             const char *under = covering_mount (c, i, b->dst);
@@ -745,10 +812,52 @@ bind_all (struct capsa_container *c, int rootfd, capsa_error_t *err)
                                      "create it below %s, a directory of the host",
                                      b->what, b->dst, under);
         }
-        if (capsa_bind_fd (b->fd, t, true, MS_NOSUID | MS_NODEV | (b->ro ? MS_RDONLY : 0) | MS_REC, b->dst, err) < 0)
+        /* Devices of the host's /dev keep the flags of their source mount
+         * (devtmpfs allows devices; a user's FUSE mount does not). */
+        const unsigned long nodev = b->dev ? MS_NOEXEC : MS_NODEV;
+        if (capsa_bind_fd (b->fd, t, true, MS_NOSUID | nodev | (b->ro ? MS_RDONLY : 0) | MS_REC, b->dst, err) < 0)
             return -1;
     }
     return 0;
+}
+
+/* /dev: the host's ('mount dev = yes', -B /dev), bound with nosuid only,
+ * so its devices work as on the host (their permissions decide); or
+ * capsa's minimal one, plus the host devices the user bound; or none. */
+static int
+setup_dev (struct capsa_container *c, int rootfd, capsa_error_t *err)
+{
+    const struct capsa_opts *o = c->opts;
+    if (c->conf->mount_dev == MOUNT_DEV_NO || (o->no_mount & NO_MOUNT_DEV))
+        return 0;
+    if (c->dev_host) {
+        cleanup_close int s = open ("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        cleanup_close int t = capsa_open_mountpoint (rootfd, "/dev", NODE_DIR, err);
+        if (s < 0)
+            return capsa_error_make (err, errno, "cannot open /dev");
+        if (t < 0 || capsa_bind_fd (s, t, true, MS_NOSUID | MS_REC, "/dev", err) < 0)
+            return -1;
+        return 0;
+    }
+    size_t ndev = 0;
+    for (size_t i = 0; i < c->nbinds; i++)
+        ndev += c->binds[i].dev;
+    unsigned flags = (o->contain ? DEV_SHM_PRIVATE : DEV_SHM_HOST)
+                     | (c->conf->mount_devpts && !(o->no_mount & NO_MOUNT_DEVPTS) ? 0 : DEV_NO_DEVPTS)
+                     | (c->conf->memory_fs == MEMFS_RAMFS ? DEV_RAMFS : 0) | (ndev > 0 ? DEV_WRITABLE : 0);
+    if (capsa_rootfs_setup_dev (rootfd, flags, "1m", err) < 0)
+        return -1;
+    if (ndev == 0)
+        return 0;
+    char buf[64];
+    cleanup_close int top = capsa_open_in_root (rootfd, "/dev", O_DIRECTORY);
+    cleanup_close int dev = top < 0 ? -1 : open (capsa_fd_path (top, buf, sizeof (buf)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dev < 0)
+        return capsa_error_make (err, errno, "cannot open the container's /dev");
+    for (size_t i = 0; i < c->nbinds; i++)
+        if (c->binds[i].dev && bind_dev_node (&c->binds[i], dev, err) < 0)
+            return capsa_error_wrap (err, "bind source %s", c->binds[i].dst);
+    return capsa_remount_fd (top, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "/dev", err);
 }
 
 int
@@ -758,9 +867,11 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     const bool userns = c->mode == MODE_USERNS;
     struct capsa_opts *o = c->opts;
 
-    /* Nothing mounted from here on may propagate back to the host. */
+    /* Nothing mounted from here on may propagate back to the host; with
+     * 'mount slave = yes' (the default) the host's new mounts (autofs)
+     * still appear inside. */
     capsa_privs_mount_begin ();
-    int r = mount (NULL, "/", NULL, MS_REC | MS_SLAVE, NULL);
+    int r = mount (NULL, "/", NULL, MS_REC | (c->conf->mount_slave ? MS_SLAVE : MS_PRIVATE), NULL);
     int e = errno;
     capsa_privs_mount_end ();
     if (r < 0)
@@ -770,12 +881,19 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
      * directory of the installation, so no path the user controls is ever
      * a mount target and everything below is made with the user's rights. */
     cleanup_free char *stageopts = xasprintf ("mode=0700,uid=%u,gid=%u,size=16m", c->user.uid, c->user.gid);
+    const char *memfs = capsa_conf_memfs (c->conf);
     capsa_privs_mount_begin ();
-    r = mount ("tmpfs", c->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, stageopts);
+    r = mount (memfs, c->stage_dir, memfs, MS_NOSUID | MS_NODEV, stageopts);
     e = errno;
+    /* ramfs has no uid=/gid=: give its root to the user (a fixed path of
+     * the installation, on the file system just mounted). */
+    if (r == 0 && c->conf->memory_fs == MEMFS_RAMFS && chown (c->stage_dir, c->user.uid, c->user.gid) < 0) {
+        r = -1;
+        e = errno;
+    }
     capsa_privs_mount_end ();
     if (r < 0)
-        return capsa_error_make (err, e, "cannot mount the staging tmpfs on %s", c->stage_dir);
+        return capsa_error_make (err, e, "cannot mount the staging %s on %s", memfs, c->stage_dir);
     cleanup_close int stagefd = open (c->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (stagefd < 0)
         return capsa_error_make (err, errno, "cannot open %s", c->stage_dir);
@@ -823,28 +941,27 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     if (capsa_mount_fd (NULL, stagefd, NULL, MS_UNBINDABLE, NULL, "the staging area unbindable", err) < 0)
         return -1;
 
-    if (c->conf->mount_proc) {
+    if (c->conf->mount_proc && !(o->no_mount & NO_MOUNT_PROC)) {
         if ((o->pid_ns || !userns) ? capsa_rootfs_mount_proc (rootfd, false, err) < 0
                                    : capsa_rootfs_bind_proc (rootfd, false, err) < 0)
             return -1;
     }
-    if (c->conf->mount_sys && capsa_rootfs_mount_sys (rootfd, o->net_ns || !userns, false, err) < 0)
+    if (c->conf->mount_sys && !(o->no_mount & NO_MOUNT_SYS)
+        && capsa_rootfs_mount_sys (rootfd, o->net_ns || !userns, false, err) < 0)
         return -1;
-    if (c->conf->mount_dev == MOUNT_DEV_YES && c->mode == MODE_ROOT) {
-        cleanup_close int s = open ("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        cleanup_close int t = capsa_open_mountpoint (rootfd, "/dev", NODE_DIR, err);
-        if (t < 0 || s < 0 || capsa_bind_fd (s, t, true, MS_NOSUID, "/dev", err) < 0)
-            return s < 0 ? capsa_error_make (err, errno, "cannot open /dev") : -1;
-    } else if (c->conf->mount_dev != MOUNT_DEV_NO
-               && capsa_rootfs_setup_dev (rootfd, o->contain ? DEV_SHM_PRIVATE : DEV_SHM_HOST, "1m", err) < 0) {
+    if (setup_dev (c, rootfd, err) < 0)
         return -1;
-    }
 
     if (o->contain) {
-        /* Contained: private, empty /tmp, /var/tmp and home. */
+        /* Contained: private, empty /tmp, /var/tmp and home (unless the
+         * user chose a home, which is bound below). */
         cleanup_free char *home = xasprintf ("mode=0700,uid=%u,gid=%u", c->user.uid, c->user.gid);
-        if (tmpfs_on (rootfd, "/tmp", "mode=1777", err) < 0 || tmpfs_on (rootfd, "/var/tmp", "mode=1777", err) < 0
-            || tmpfs_on (rootfd, c->home_dst, home, err) < 0)
+        if (c->conf->mount_tmp && !(o->no_mount & NO_MOUNT_TMP)
+            && (tmpfs_on (c, rootfd, "/tmp", "mode=1777", false, err) < 0
+                || tmpfs_on (c, rootfd, "/var/tmp", "mode=1777", false, err) < 0))
+            return -1;
+        if (!o->no_home && o->home_src == NULL && c->conf->mount_home
+            && tmpfs_on (c, rootfd, c->home_dst, home, true, err) < 0)
             return -1;
     }
     if (bind_all (c, rootfd, err) < 0)

@@ -28,6 +28,8 @@ enum {
     DEV_OPTIONAL = 1 << 2,     /* missing host nodes and devpts/shm failures are not errors */
     DEV_CREATE = 1 << 3,       /* create /dev itself when missing */
     DEV_WRITABLE = 1 << 4,     /* leave the tmpfs writable (a build's package scripts) */
+    DEV_NO_DEVPTS = 1 << 5,    /* no devpts instance ('mount devpts = no') */
+    DEV_RAMFS = 1 << 6,        /* ramfs instead of tmpfs ('memory fs type = ramfs') */
 };
 
 /* A minimal /dev: a tmpfs (nosuid, nodev, noexec) holding the host's null,

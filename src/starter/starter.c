@@ -8,7 +8,13 @@
  * user's own identity (see runtime/privs.h for the order of privilege
  * changes).
  *
- * Usage (from the capsa front end): starter [-q|-v|-d] exec|run|shell [options] IMAGE [COMMAND...]
+ * Usage (from the capsa front end):
+ *   starter [-q|-v|-d] [--config=FILE] exec|run|shell [options] IMAGE [COMMAND...]
+ *
+ * --config=FILE (capsa's -c/--config) replaces capsa.conf only where no
+ * privilege is used with it: for root, and for a user in user-namespace
+ * mode, after the starter has given up root for good.  A setuid run never
+ * reads a configuration file the user chose.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -175,11 +181,14 @@ main (int argc, char **argv)
     gid_t gid = getgid ();
     bool setuid_install = geteuid () == 0 && uid != 0;
     int i = 1, rc;
+    const char *config = NULL;
 
     sanitize_fds (argc, argv);
     memset (&c, 0, sizeof (c));
     sanitize_environment (&c.host_env);
-    umask (022);
+    /* The caller's umask is the command's (unless --no-umask); capsa's own
+     * files are made with 022. */
+    c.umask = umask (022);
     /* Not dumpable while privileged: no core files, no ptrace by the user. */
     prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -194,11 +203,13 @@ main (int argc, char **argv)
             capsa_log_set_level (CAPSA_LOG_VERBOSE);
         else if (strcmp (argv[i], "-d") == 0)
             capsa_log_set_level (CAPSA_LOG_DEBUG);
+        else if (strncmp (argv[i], "--config=", 9) == 0 && argv[i][9] != '\0')
+            config = argv[i] + 9;
         else
             capsa_die ("unknown global option '%s'", argv[i]);
     }
     if (i >= argc)
-        capsa_die ("usage: starter [-q|-v|-d] exec|run|shell [options] IMAGE [COMMAND...]");
+        capsa_die ("usage: starter [-q|-v|-d] [--config=FILE] exec|run|shell [options] IMAGE [COMMAND...]");
 
     /* Configuration from the compiled-in path only.  In a setuid install it
      * must be root's and not writable by anyone else. */
@@ -209,6 +220,10 @@ main (int argc, char **argv)
     if (capsa_opts_parse (&opts, argc - i, argv + i, &err) < 0)
         capsa_error_fatal (&err);
     check_passed_fds (&opts);
+    if (config != NULL && setuid_install && uid != 0 && !opts.userns)
+        capsa_die ("--config %s: a configuration file of your choice is used only by root and in user-namespace "
+                   "mode (add --userns); the setuid starter reads only %s/capsa.conf",
+                   config, CAPSA_SYSCONFDIR);
 
     /* --fakeroot is a user namespace of the caller's own (fakeroot.h):
      * the setuid starter gives root up at once, as with --userns. */
@@ -233,6 +248,21 @@ main (int argc, char **argv)
         if (opts.userns)
             verbosef ("running in a user namespace as requested (--userns)");
     }
+    if (config != NULL) {
+        /* Root's choice, or a user's with nothing privileged left (the
+         * mode above gave root up for good). */
+        if (c.mode == MODE_SETUID)
+            capsa_die ("--config is not accepted in setuid mode");
+        capsa_conf_free (&conf);
+        capsa_conf_init (&conf);
+        if (capsa_conf_load (&conf, config, false, &err) < 0)
+            capsa_error_fatal (&err);
+        verbosef ("configuration from %s (--config)", config);
+    }
+    for (size_t k = 0; k < conf.warnings.n; k++)
+        warnf ("%s", conf.warnings.v[k]);
+    for (size_t k = 0; k < opts.warnings.n; k++)
+        warnf ("%s", opts.warnings.v[k]);
 
     if (lookup_user (&c.user, uid, gid, &err) < 0)
         capsa_error_fatal (&err);

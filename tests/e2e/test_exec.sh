@@ -99,8 +99,10 @@ for mode in root setuid userns; do
     setuid) r () { run_user "$CAPSA exec $(printf "%q " "$@")"; } ;;
     userns) r () { run_user "$CAPSA exec --userns $(printf "%q " "$@")"; } ;;
     esac
-    r --pid "$IMG_DIR" sh -c 'echo $$'
-    expect_eq "$mode: --pid makes the command PID 1" "1" "$OUT"
+    r --pid --no-init "$IMG_DIR" sh -c 'echo $$'
+    expect_eq "$mode: --pid --no-init makes the command PID 1" "1" "$OUT"
+    r --pid "$IMG_DIR" cat /proc/1/comm
+    expect_eq "$mode: --pid: PID 1 is the init (test_apptainer_env.sh tests it)" "appinit" "$OUT"
     r --net --network none "$IMG_DIR" ls /sys/class/net
     expect_eq "$mode: --net --network none shows only lo" "lo" "$OUT"
     r --net --network none "$IMG_DIR" sh -c 'cat /sys/class/net/lo/operstate /sys/class/net/lo/flags'

@@ -7,7 +7,7 @@
  * success every bind path must be an absolute path, every enum in range.
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/runtime/conf.c
+// fuzz-sources: src/runtime/conf.c src/runtime/confcompat.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +39,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                 abort ();
         if (c.max_loop_devices < 0 || c.max_loop_devices > 4096 || (unsigned) c.mount_dev > MOUNT_DEV_MINIMAL
             || (unsigned) c.root_default_caps > ROOT_CAPS_NO || (unsigned) c.setuid_mount_squashfs > TRI_IFLIMITED
-            || (unsigned) c.setuid_mount_encrypted > TRI_IFLIMITED)
+            || (unsigned) c.setuid_mount_encrypted > TRI_IFLIMITED || (unsigned) c.memory_fs > MEMFS_RAMFS)
             abort ();
+        /* Every warning names the file and line of the directive. */
+        for (size_t i = 0; i < c.warnings.n; i++)
+            if (strncmp (c.warnings.v[i], "capsa.conf:", 11) != 0)
+                abort ();
     }
     capsa_conf_free (&c);
     free (text);

@@ -1,6 +1,6 @@
 /* libFuzzer target: capability.json, which the privileged starter parses.
  *
- * fuzz-sources: src/runtime/caps.c src/runtime/conf.c
+ * fuzz-sources: src/runtime/caps.c src/runtime/conf.c src/runtime/confcompat.c
  * fuzz-libs: -ljson-c -lcap
  */
 #include <stddef.h>

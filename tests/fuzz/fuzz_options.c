@@ -5,10 +5,11 @@
  * (the first byte, when it is 'r' or 's', picks "run" or "shell" instead
  * and is dropped, so all three actions are reached).  capsa_opts_parse
  * must either fail with a message or give a consistent result: an image,
- * a NULL-terminated command inside argv, binds with absolute destinations.
+ * a NULL-terminated command inside argv, binds with absolute destinations
+ * (from -B and --mount, whose parsers are src/runtime/bindspec.c).
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/runtime/options.c
+// fuzz-sources: src/runtime/options.c src/runtime/bindspec.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             abort ();
         if (o.hostname != NULL && (!o.uts_ns || o.hostname[0] == '\0' || strlen (o.hostname) > 64))
             abort ();
+        for (size_t i = 0; i < o.skip_bind_paths.n; i++)
+            if (o.skip_bind_paths.v[i][0] != '/')
+                abort ();
         for (size_t i = 0; i < o.env.n; i++)
             if (strchr (o.env.v[i], '=') == NULL || o.env.v[i][0] == '=')
                 abort ();

@@ -144,7 +144,11 @@ test_bool_directives (void)
     }
     /* Values are case-sensitive. */
     CHECK (!parses ("mount proc = Yes\n"), "bool values are case-sensitive ('Yes' refused)");
-    CHECK (!parses ("mount proc =\n"), "empty bool value refused");
+    /* As in Apptainer, "key =" without a value keeps the default. */
+    struct capsa_conf ce;
+    cleanup_free char *me = parse_msg (&ce, "mount proc =\nmount home = \t\n");
+    CHECK (me == NULL && ce.mount_proc && ce.mount_home, "an empty value keeps the default (as Apptainer)");
+    capsa_conf_free (&ce);
 }
 
 static void
@@ -276,7 +280,17 @@ test_bind_path (void)
 
     CHECK (!parses ("bind path = ./opt"), "bind path './opt' refused");
     CHECK (!parses ("bind path = /opt/../etc"), "bind path with '/../' refused");
-    CHECK (!parses ("bind path ="), "empty bind path refused");
+    cleanup_free char *m3 = parse_msg (&c, "bind path =\n");
+    CHECK (m3 == NULL && c.bind_paths.n == 0, "an empty bind path is ignored (as Apptainer)");
+    capsa_conf_free (&c);
+    cleanup_free char *m4 = parse_msg (&c, "bind path = /a, /b:/c ,/d\nbind path = /e\n");
+    CHECK (m4 == NULL && c.bind_paths.n == 4 && strcmp (bind_at (&c, 0), "/a") == 0
+               && strcmp (bind_at (&c, 1), "/b:/c") == 0 && strcmp (bind_at (&c, 2), "/d") == 0
+               && strcmp (bind_at (&c, 3), "/e") == 0,
+           "bind path: comma-separated entries, as Apptainer splits them");
+    capsa_conf_free (&c);
+    CHECK (!parses ("bind path = /a,rel\n"), "bind path: one bad entry of a list refuses the line");
+    CHECK (!parses ("bind path = ,\n"), "bind path: only commas refused");
 }
 
 /* ---- line numbers and syntax errors --------------------------------------- */
@@ -614,6 +628,111 @@ test_writable_directives (void)
     }
 }
 
+/* ---- Apptainer's directives (issue 14) ------------------------------------ */
+
+static bool
+warned (const struct capsa_conf *c, const char *needle)
+{
+    for (size_t i = 0; i < c->warnings.n; i++)
+        if (strstr (c->warnings.v[i], needle) != NULL)
+            return true;
+    return false;
+}
+
+static void
+test_apptainer_directives (void)
+{
+    struct capsa_conf c;
+    capsa_conf_init (&c);
+    CHECK (c.mount_devpts && !c.mount_hostfs && c.mount_slave && c.memory_fs == MEMFS_TMPFS,
+           "defaults: mount devpts yes, mount hostfs no, mount slave yes, memory fs type tmpfs");
+    CHECK_STR (capsa_conf_memfs (&c), "tmpfs", "memfs name: tmpfs");
+    capsa_conf_free (&c);
+
+    cleanup_free char *m1 = parse_msg (&c, "mount devpts = no\nmount hostfs = yes\nmount slave = no\n"
+                                           "memory fs type = ramfs\n");
+    CHECK (m1 == NULL && !c.mount_devpts && c.mount_hostfs && !c.mount_slave && c.memory_fs == MEMFS_RAMFS,
+           "mount devpts, mount hostfs, mount slave, memory fs type parsed");
+    CHECK_STR (capsa_conf_memfs (&c), "ramfs", "memfs name: ramfs");
+    CHECK (c.warnings.n == 0, "implemented directives: no warning");
+    capsa_conf_free (&c);
+    cleanup_free char *m2 = parse_msg (&c, "memory fs type = zfs\n");
+    CHECK_STR (m2, "capsa.conf:1: 'zfs' is not a valid value for 'memory fs type' (allowed: tmpfs, ramfs)",
+               "memory fs type: bad value, exact message");
+    capsa_conf_free (&c);
+
+    /* Apptainer's defaults of directives capsa does not apply: silent. */
+    static const char *const silent =
+        "enable fusemount = yes\nenable underlay = yes\nalways use nv = no\nuse nvidia-container-cli = no\n"
+        "always use rocm = no\nshared loop devices = no\nbinary path = $PATH:/usr/local/sbin:/usr/local/bin:"
+        "/usr/sbin:/usr/bin:/sbin:/bin\nmksquashfs procs = 0\nimage driver = \ndownload concurrency = 3\n"
+        "download part size = 5242880\ndownload buffer size = 32768\nsystemd cgroups = yes\n"
+        "apptheus socket path = /run/apptheus/gateway.sock\napptheus communication socket path = /x\n"
+        "allow monitoring = no\nsync writable extfs = no\nenable fusemount = no\nsystemd cgroups = no\n"
+        "enable underlay = no\n";
+    cleanup_free char *m3 = parse_msg (&c, silent);
+    CHECK (m3 == NULL, "Apptainer's defaults of unapplied directives parse");
+    CHECK (c.warnings.n == 0, "... without a warning");
+    if (m3)
+        printf ("# %s\n", m3);
+    capsa_conf_free (&c);
+
+    /* Values that ask for what capsa does not do: accepted, one warning each. */
+    static const struct {
+        const char *line, *warning;
+    } warn[] = {
+        { "always use nv = yes", "capsa.conf:1: 'always use nv = yes' is accepted but not applied: capsa has no GPU" },
+        { "use nvidia-container-cli = yes", "'use nvidia-container-cli = yes' is accepted but not applied" },
+        { "always use rocm = yes", "'always use rocm = yes'" },
+        { "shared loop devices = yes", "'shared loop devices = yes'" },
+        { "enable underlay = preferred", "'enable underlay = preferred'" },
+        { "allow net users = alice, bob", "'allow net users = alice, bob' is accepted but not applied: capsa offers only" },
+        { "allow net groups = g", "'allow net groups = g'" },
+        { "allow net networks = bridge", "'allow net networks = bridge'" },
+        { "allow netns paths = /var/run/netns/n", "'allow netns paths = /var/run/netns/n'" },
+        { "cni configuration path = /etc/cni", "'cni configuration path = /etc/cni'" },
+        { "cni plugin path = /opt/cni", "'cni plugin path = /opt/cni'" },
+        { "binary path = /opt/bin", "'binary path = /opt/bin'" },
+        { "suidbinary path = /opt/bin", "'suidbinary path = /opt/bin'" },
+        { "mksquashfs procs = 4", "'mksquashfs procs = 4'" },
+        { "mksquashfs mem = 1G", "'mksquashfs mem = 1G'" },
+        { "image driver = squashfuse", "'image driver = squashfuse'" },
+        { "download concurrency = 8", "'download concurrency = 8'" },
+        { "download part size = 1", "'download part size = 1'" },
+        { "download buffer size = 1", "'download buffer size = 1'" },
+        { "allow monitoring = yes", "'allow monitoring = yes'" },
+        { "sync writable extfs = yes", "'sync writable extfs = yes'" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE (warn); i++) {
+        cleanup_free char *text = xasprintf ("%s\n", warn[i].line);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s': accepted with a warning naming it", warn[i].line);
+        CHECK (m == NULL && c.warnings.n == 1 && warned (&c, warn[i].warning), name);
+        capsa_conf_free (&c);
+    }
+
+    /* Their values are checked as Apptainer checks them. */
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        { "always use nv = maybe", "capsa.conf:1: 'maybe' is not a valid value for 'always use nv' (allowed: yes, no)" },
+        { "enable underlay = try", "'try' is not a valid value for 'enable underlay' (allowed: yes,no,preferred)" },
+        { "download concurrency = -1", "(allowed: an unsigned integer)" },
+        { "mksquashfs procs = four", "'four' is not a valid value for 'mksquashfs procs'" },
+        { "systemd cgroups = 1", "'1' is not a valid value for 'systemd cgroups'" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
+        cleanup_free char *text = xasprintf ("%s\n", bad[i].line);
+        cleanup_free char *m = parse_msg (&c, text);
+        cleanup_free char *name = xasprintf ("'%s' refused", bad[i].line);
+        CHECK (m != NULL && strstr (m, bad[i].msg) != NULL, name);
+        if (m == NULL || strstr (m, bad[i].msg) == NULL)
+            printf ("# got [%s]\n", m ? m : "(none)");
+        capsa_conf_free (&c);
+    }
+    CHECK (!parses ("allow wormholes = yes\n"), "an unknown directive is still an error");
+}
+
 static void
 cleanup_tmp (void)
 {
@@ -644,6 +763,7 @@ main (void)
     test_errors ();
     test_whitespace ();
     test_files ();
+    test_apptainer_directives ();
     cleanup_tmp ();
     return tap_done ();
 }

@@ -364,6 +364,101 @@ test_env (void)
     capsa_opts_free (&o);
 }
 
+/* Issue 14: Apptainer's options and bind syntax. */
+static void
+test_apptainer (void)
+{
+    struct capsa_opts o;
+    capsa_error_t err = NULL;
+
+    cleanup_free char *m1 = parse (&o, "exec", "--cwd", "/work", "--no-init", "--no-umask", "--no-eval", "img", "true", NULL);
+    CHECK (m1 == NULL && o.pwd && strcmp (o.pwd, "/work") == 0, "--cwd is --pwd");
+    CHECK (o.no_init && o.no_umask && o.no_eval, "--no-init, --no-umask, --no-eval");
+    capsa_opts_free (&o);
+
+    cleanup_free char *m2 = parse (&o, "exec", "--env", "LD_LIBRARY_PATH=/foo,", "--env", ",A=1", "img", "true", NULL);
+    CHECK (m2 == NULL && o.env.n == 2 && strcmp (env_at (&o, 0), "LD_LIBRARY_PATH=/foo,") == 0
+               && strcmp (env_at (&o, 1), "A=1") == 0,
+           "--env: a trailing comma is part of the value, a leading one is ignored");
+    capsa_opts_free (&o);
+
+    /* -B escapes and options. */
+    cleanup_free char *m3 = parse (&o, "exec", "-B", "/a\\,b:/c\\:d:ro,/e", "img", "true", NULL);
+    CHECK (m3 == NULL && o.nbinds == 2 && strcmp (o.binds[0].src, "/a,b") == 0 && strcmp (o.binds[0].dst, "/c:d") == 0
+               && o.binds[0].ro && strcmp (o.binds[1].src, "/e") == 0,
+           "-B: '\\,' and '\\:' escape a comma and a colon");
+    capsa_opts_free (&o);
+    static const char *const image_binds[] = { "/img.sif:/data:image-src=/", "/img.sif:/data:id=2",
+                                               "/img.sif:/data:ro,image-src=/x" };
+    for (size_t i = 0; i < ARRAY_SIZE (image_binds); i++) {
+        cleanup_free char *m = parse (&o, "exec", "-B", image_binds[i], "img", "true", NULL);
+        cleanup_free char *name = xasprintf ("-B %s: refused, binding out of an image file", image_binds[i]);
+        CHECK (contains (m, "binding a path from inside an image file is not supported"), name);
+        capsa_opts_free (&o);
+    }
+
+    /* --mount. */
+    cleanup_free char *m4 = parse (&o, "exec", "--mount", "type=bind,source=/a,destination=/b,ro", "--mount",
+                                   "src=/c,dst=/d,readonly=false\ntype=bind,src=/e,target=/f,readonly", "--mount",
+                                   "\"type=bind\",\"source=/g,h\",\"dst=/i\"\"j\"", "img", "true", NULL);
+    CHECK (m4 == NULL && o.nbinds == 4, "--mount: three options, one with two lines, give four binds");
+    if (m4)
+        printf ("# %s\n", m4);
+    if (o.nbinds == 4) {
+        CHECK (strcmp (o.binds[0].src, "/a") == 0 && strcmp (o.binds[0].dst, "/b") == 0 && o.binds[0].ro,
+               "--mount type=bind,source,destination,ro");
+        CHECK (strcmp (o.binds[1].dst, "/d") == 0 && !o.binds[1].ro, "--mount src=,dst=,readonly=false");
+        CHECK (strcmp (o.binds[2].dst, "/f") == 0 && o.binds[2].ro, "--mount: second line, target=, readonly");
+        CHECK (strcmp (o.binds[3].src, "/g,h") == 0 && strcmp (o.binds[3].dst, "/i\"j") == 0,
+               "--mount: CSV quoting (a comma in a quoted field, a doubled quote)");
+    }
+    capsa_opts_free (&o);
+    static const struct {
+        const char *spec, *msg;
+    } bad[] = {
+        { "type=volume,src=/a,dst=/b", "unsupported mount type 'volume'" },
+        { "type=bind,src=/a", "a mount needs a source and a destination" },
+        { "src=,dst=/b", "the source cannot be empty" },
+        { "src=/a,dst=rel", "the destination 'rel' must be an absolute path" },
+        { "src=/a,dst=/b,bind-propagation=shared", "bind-propagation is not supported" },
+        { "src=/a,dst=/b,colour=red", "invalid key 'colour'" },
+        { "src=/a,dst=/b,image-src=/", "image-src: binding a path from inside an image file is not supported" },
+        { "src=/a\"b,dst=/c", "bare \" in a field" },
+        { "\"src=/a,dst=/c", "unterminated quoted field" },
+        { "src=/a,dst=/b,ro=maybe", "invalid value 'maybe' for ro" },
+        { "", "empty" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
+        cleanup_free char *m = parse (&o, "exec", "--mount", bad[i].spec, "img", "true", NULL);
+        cleanup_free char *name = xasprintf ("--mount '%s' refused: %s", bad[i].spec, bad[i].msg);
+        CHECK (contains (m, bad[i].msg), name);
+        if (!contains (m, bad[i].msg))
+            printf ("# got [%s]\n", m ? m : "(none)");
+        capsa_opts_free (&o);
+    }
+
+    /* --no-mount. */
+    cleanup_free char *m5 = parse (&o, "exec", "--no-mount", "proc,sys,dev,devpts", "--no-mount",
+                                   "tmp,hostfs,cwd,home,bind-paths,/etc/hosts,bogus", "img", "true", NULL);
+    CHECK (m5 == NULL
+               && o.no_mount
+                      == (NO_MOUNT_PROC | NO_MOUNT_SYS | NO_MOUNT_DEV | NO_MOUNT_DEVPTS | NO_MOUNT_TMP | NO_MOUNT_HOSTFS
+                          | NO_MOUNT_CWD),
+           "--no-mount: every mount name");
+    CHECK (o.no_home && o.skip_all_bind_paths, "--no-mount home, bind-paths");
+    CHECK (o.skip_bind_paths.n == 1 && strcmp (o.skip_bind_paths.v[0], "/etc/hosts") == 0,
+           "--no-mount /PATH: one bind path left out");
+    CHECK (o.warnings.n == 1 && contains (o.warnings.v[0], "unknown mount type 'bogus'"),
+           "--no-mount: an unknown name is a warning, as in Apptainer");
+    capsa_opts_free (&o);
+
+    struct capsa_opts d;
+    memset (&d, 0, sizeof (d));
+    CHECK (capsa_opts_add_mount (&d, "src=/1,dst=/2", &err) == 0 && d.nbinds == 1, "capsa_opts_add_mount directly");
+    capsa_error_free (&err);
+    capsa_opts_free (&d);
+}
+
 /* Regressions found by probing the parser. */
 static void
 test_regressions (void)
@@ -440,5 +535,6 @@ main (void)
     test_home ();
     test_flags ();
     test_env ();
+    test_apptainer ();
     return tap_done ();
 }
