@@ -182,17 +182,24 @@ zombies_of_pid1 () {
     local mode=$1 flag=""; shift
     [ "$mode" = userns ] && flag=--userns
     ZTAG=$((ZTAG + 1))
-    local cmd="$CAPSA exec $flag $* $IMG sh -c '(sleep 0.2 &); exec sleep 2.$ZTAG'"
+    local cmd="$CAPSA exec $flag $* $IMG sh -c '(sleep 0.$ZTAG &); exec sleep 9.$ZTAG'"
     if [ "$mode" = root ]; then sh -c "exec $cmd" > /dev/null 2>&1 & else as_user "$U" "exec $cmd" > /dev/null 2>&1 & fi
-    local bg=$! s="" pid1=""
-    for _ in $(seq 50); do
-        s=$(pgrep -n -f "^sleep 2\.$ZTAG\$") && [ -n "$s" ] && break
+    local bg=$! s="" pid1="" o
+    for _ in $(seq 100); do
+        s=$(pgrep -n -f "^sleep 9\.$ZTAG\$") && [ -n "$s" ] && break
         sleep 0.1
     done
     # Without the init the command (now sleep) is PID 1; with it, its parent.
     case " $* " in *" --no-init "*) pid1=$s ;; *) pid1=$(ps -o ppid= -p "$s" | tr -d ' ') ;; esac
-    sleep 1
+    # Until the orphan has ended (a zombie, or gone because reaped): the
+    # machine may be busy, so poll rather than sleep a fixed time.
+    for _ in $(seq 80); do
+        o=$(ps -o stat=,args= --ppid "$pid1" 2>/dev/null | grep "sleep 0\.$ZTAG\$")
+        case $o in Z*|"") break ;; esac
+        sleep 0.1
+    done
     Z=$(ps -o stat= --ppid "$pid1" 2>/dev/null | grep -c Z)
+    kill "$s" 2>/dev/null
     wait "$bg"
 }
 ZTAG=0

@@ -605,7 +605,7 @@ test_writable_directives (void)
         CHECK (m == NULL && c.sessiondir_max_size == sizes[i].want, name);
         capsa_conf_free (&c);
     }
-    static const char *const bad_sizes[] = { "0", "-5", "64M", "1048577", "" };
+    static const char *const bad_sizes[] = { "0", "-5", "64M", "1048577" };
     for (size_t i = 0; i < ARRAY_SIZE (bad_sizes); i++) {
         cleanup_free char *text = xasprintf ("sessiondir max size = %s", bad_sizes[i]);
         cleanup_free char *want = xasprintf ("capsa.conf:1: '%s' is not a valid value for 'sessiondir max size' "
@@ -614,6 +614,12 @@ test_writable_directives (void)
         cleanup_free char *m = parse_msg (&c, text);
         cleanup_free char *name = xasprintf ("'%s' refused with the exact message", text);
         CHECK_STR (m, want, name);
+        capsa_conf_free (&c);
+    }
+    {
+        /* No value keeps the default, as in Apptainer. */
+        cleanup_free char *m = parse_msg (&c, "sessiondir max size = ");
+        CHECK (m == NULL && c.sessiondir_max_size == 64, "'sessiondir max size = ' keeps the default (64)");
         capsa_conf_free (&c);
     }
     {
