@@ -177,8 +177,9 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
 
     /* Through the image's shell, which runs the action script (the
      * image's env scripts, the overrides evaluated, the environment put
-     * back); directly, with the overrides taken literally, without one. */
-    if (exists_exec ("/bin/sh")) {
+     * back) when there is something for it to do; directly, with the
+     * overrides taken literally, otherwise or without a shell. */
+    if (capsa_env_needs_shell (c) && exists_exec ("/bin/sh")) {
         struct strv shv = { 0 }, shenv = { 0 };
         strv_push (&shv, "/bin/sh");
         strv_push (&shv, "-c");

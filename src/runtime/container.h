@@ -159,6 +159,11 @@ char *capsa_env_script (const struct capsa_container *c);
 void capsa_env_script_args (const struct capsa_container *c, struct strv *out);
 void capsa_env_shell_environ (const struct capsa_container *c, struct strv *out);
 void capsa_env_direct (const struct capsa_container *c, struct strv *out);
+/* Whether the action script has anything to do that capsa_env_direct
+ * cannot: env scripts in the image to source, or override values for the
+ * shell to evaluate.  When not, the command is executed directly, which
+ * gives the same environment a shell's start-up faster. */
+bool capsa_env_needs_shell (const struct capsa_container *c);
 
 /* The init process under --pid (src/runtime/init.c): fork; the child
  * returns (and goes on to exec the command), this process stays PID 1,

@@ -28,6 +28,7 @@
  *
  * Without /bin/sh in the image the same environment is computed here
  * (capsa_env_direct), with the overrides taken literally. */
+#include <dirent.h>
 #include <string.h>
 
 #include "runtime/container.h"
@@ -383,4 +384,27 @@ capsa_env_direct (const struct capsa_container *c, struct strv *out)
         cleanup_free char *key = strndup (kv, klen);
         set (out, key, kv + klen + 1);
     }
+}
+
+bool
+capsa_env_needs_shell (const struct capsa_container *c)
+{
+    /* An override is evaluated as the inside of double quotes: a value
+     * with none of $ ` \ " stays itself. */
+    if (!c->opts->no_eval)
+        for (size_t i = 0; i < c->env_override.n; i++) {
+            const char *eq = strchr (c->env_override.v[i], '=');
+            if (eq && strpbrk (eq + 1, "$`\\\"") != NULL)
+                return true;
+        }
+    DIR *d = opendir ("/.singularity.d/env");
+    if (d == NULL)
+        return false;
+    bool scripts = false;
+    for (struct dirent *e = readdir (d); e && !scripts; e = readdir (d)) {
+        size_t l = strlen (e->d_name);
+        scripts = l > 3 && strcmp (e->d_name + l - 3, ".sh") == 0;
+    }
+    closedir (d);
+    return scripts;
 }
