@@ -163,7 +163,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 	$(if $(NO_APPTAINER_LINKS),,for n in apptainer singularity run-singularity; do ln -sfn capsa $(DESTDIR)$(BINDIR)/$$n; done)
 	install -m 0755 $(TOOLS) $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
-	install -m 0755 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
+	install -m 0711 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
 	install -m 0711 $(SECCOMPC) $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc
 	install -m 0644 $(FUSESHIM) $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf

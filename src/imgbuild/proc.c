@@ -203,7 +203,7 @@ setup_root (const char *rootfs, bool userns, capsa_error_t *err)
             return s < 0 ? capsa_error_make (err, errno, "open /sys") : -1;
     }
     /* Package scripts may add to /dev while building: it stays writable. */
-    if (capsa_rootfs_setup_dev (rootfd, DEV_SHM_PRIVATE | DEV_OPTIONAL | DEV_CREATE | DEV_WRITABLE, "65536k", err) < 0)
+    if (capsa_rootfs_setup_dev (rootfd, DEV_SHM_PRIVATE | DEV_OPTIONAL | DEV_CREATE | DEV_WRITABLE, "65536k", NULL, err) < 0)
         return -1;
 
     /* Name resolution for package managers.  An image whose resolv.conf is

@@ -449,3 +449,51 @@ capsa_bind_fd (int srcfd, int targetfd, bool rec, unsigned long flags, const cha
         return -1;
     return 0;
 }
+
+int
+capsa_fs_new (const char *fstype, const char *data, unsigned long flags, const char *what, capsa_error_t *err)
+{
+    cleanup_free char *copy = xstrdup (data ? data : "");
+    char *save = NULL;
+    int ret = -1, e = 0;
+    capsa_privs_mount_begin ();
+    int fs = fsopen (fstype, FSOPEN_CLOEXEC);
+    if (fs < 0) {
+        e = errno;
+        goto out;
+    }
+    for (char *o = strtok_r (copy, ",", &save); o; o = strtok_r (NULL, ",", &save)) {
+        char *eq = strchr (o, '=');
+        if (eq)
+            *eq = '\0';
+        if (fsconfig (fs, eq ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, o, eq ? eq + 1 : NULL, 0) < 0) {
+            e = errno;
+            goto out;
+        }
+    }
+    if (fsconfig (fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        e = errno;
+        goto out;
+    }
+    ret = fsmount (fs, FSMOUNT_CLOEXEC, (unsigned int) mount_attrs (flags));
+    e = errno;
+out:
+    if (fs >= 0)
+        close (fs);
+    capsa_privs_mount_end ();
+    if (ret < 0)
+        return capsa_error_make (err, e, "cannot make %s (%s)", what, fstype);
+    return ret;
+}
+
+int
+capsa_fs_attach (int mntfd, int targetfd, const char *what, capsa_error_t *err)
+{
+    capsa_privs_mount_begin ();
+    int r = move_mount (mntfd, "", targetfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (r < 0)
+        return capsa_error_make (err, e, "cannot attach %s", what);
+    return 0;
+}

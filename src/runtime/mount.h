@@ -53,6 +53,18 @@ int capsa_bind_fd (int srcfd, int targetfd, bool rec, unsigned long flags, const
  * (non-recursive; flags it already has are kept). */
 int capsa_remount_fd (int targetfd, unsigned long flags, const char *what, capsa_error_t *err);
 
+/* A new file system FSTYPE ("tmpfs", "ramfs") with the options DATA
+ * ("mode=0755,size=1m": key=value or bare flags, comma-separated) and the
+ * per-mount FLAGS (MS_NOSUID...), made detached (fsopen/fsmount): returns
+ * the descriptor of its root, attached nowhere.  Whatever is made in it
+ * through that descriptor is made in capsa's own file system, never by a
+ * path that anything else could change. */
+int capsa_fs_new (const char *fstype, const char *data, unsigned long flags, const char *what, capsa_error_t *err);
+
+/* Attach the detached mount MNTFD (from capsa_fs_new) on TARGETFD; MNTFD
+ * then names the attached mount's root. */
+int capsa_fs_attach (int mntfd, int targetfd, const char *what, capsa_error_t *err);
+
 /* "/proc/self/fd/N" in BUF (at least 32 bytes). */
 const char *capsa_fd_path (int fd, char *buf, size_t len);
 

@@ -140,7 +140,7 @@ make_node (int dirfd, const char *name, int kind, const char *linkto)
 }
 
 int
-capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_error_t *err)
+capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, int *devfd_out, capsa_error_t *err)
 {
     static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
     static const char *const links[][2] = {
@@ -148,40 +148,24 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
         { "/proc/self/fd/2", "stderr" }, { "pts/ptmx", "ptmx" },
     };
     const bool optional = (flags & DEV_OPTIONAL) != 0;
-    char buf[64];
     cleanup_close int t = target (rootfd, "/dev", (flags & DEV_CREATE) != 0, err);
     if (t < 0)
         return -1;
-    cleanup_free char *data = xasprintf ("mode=0755,size=%s", size);
+    /* The file system is made detached and filled through its own
+     * descriptor, then attached: nothing here is looked up by a path that
+     * a tree of the user's (a --writable sandbox, say) could change. */
+    cleanup_free char *data = (flags & DEV_RAMFS) ? xstrdup ("mode=0755") : xasprintf ("mode=0755,size=%s", size);
     const char *fstype = (flags & DEV_RAMFS) ? "ramfs" : "tmpfs";
-    if (capsa_mount_fd (fstype, t, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, data, "/dev", err) < 0)
+    cleanup_close int mnt = capsa_fs_new (fstype, data, MS_NOSUID | MS_NODEV | MS_NOEXEC, "/dev", err);
+    if (mnt < 0)
         return -1;
-    /* The descriptor of the mount point names the directory under it:
-     * look again to get the new tmpfs. */
-    cleanup_close int top = capsa_open_in_root (rootfd, "/dev", O_DIRECTORY);
-    cleanup_close int dev = top < 0 ? -1 : open (capsa_fd_path (top, buf, sizeof (buf)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int dev = openat (mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dev < 0)
         return capsa_error_make (err, errno, "cannot open the container's /dev");
 
-    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++) {
-        char host[32];
-        snprintf (host, sizeof (host), "/dev/%s", nodes[i]);
-        cleanup_close int s = open (host, O_PATH | O_CLOEXEC);
-        if (s < 0) {
-            if (optional)
-                continue;
-            return capsa_error_make (err, errno, "cannot open %s", host);
-        }
+    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++)
         if (make_node (dev, nodes[i], 'f', NULL) < 0)
             return capsa_error_make (err, errno, "cannot create /dev/%s", nodes[i]);
-        cleanup_close int n = openat (dev, nodes[i], O_PATH | O_CLOEXEC | O_NOFOLLOW);
-        if (n < 0)
-            return capsa_error_make (err, errno, "cannot open /dev/%s", nodes[i]);
-        /* Device binds are the only mounts without nodev: they are the
-         * host's own harmless nodes, chosen here, not by the user. */
-        if (capsa_bind_fd (s, n, false, MS_NOSUID | MS_NOEXEC, host, err) < 0)
-            return -1;
-    }
     for (size_t i = 0; i < ARRAY_SIZE (links); i++) {
         if ((flags & DEV_NO_DEVPTS) && strcmp (links[i][1], "ptmx") == 0)
             continue; /* no devpts, no ptmx (as Apptainer) */
@@ -190,6 +174,26 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
     }
     if (make_node (dev, "pts", 'd', NULL) < 0 || make_node (dev, "shm", 'd', NULL) < 0)
         return capsa_error_make (err, errno, "cannot create directories in /dev");
+    if (capsa_fs_attach (mnt, t, "/dev", err) < 0)
+        return -1;
+
+    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++) {
+        char host[32];
+        snprintf (host, sizeof (host), "/dev/%s", nodes[i]);
+        cleanup_close int s = open (host, O_PATH | O_CLOEXEC);
+        cleanup_close int n = openat (dev, nodes[i], O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (n < 0)
+            return capsa_error_make (err, errno, "cannot open /dev/%s", nodes[i]);
+        if (s < 0) {
+            if (optional)
+                continue;
+            return capsa_error_make (err, errno, "cannot open %s", host);
+        }
+        /* Device binds are the only mounts without nodev: they are the
+         * host's own harmless nodes, chosen here, not by the user. */
+        if (capsa_bind_fd (s, n, false, MS_NOSUID | MS_NOEXEC, host, err) < 0)
+            return -1;
+    }
     cleanup_close int pts = openat (dev, "pts", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
     cleanup_close int shm = openat (dev, "shm", O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
     if (pts < 0 || shm < 0)
@@ -218,16 +222,24 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_erro
                 return -1;
             capsa_error_free (err);
         }
-    } else if ((flags & DEV_SHM_PRIVATE)
-               && capsa_mount_fd (fstype, shm, fstype, MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm", err) < 0) {
-        if (!optional)
-            return -1;
-        capsa_error_free (err);
+    } else if (flags & DEV_SHM_PRIVATE) {
+        cleanup_close int m = capsa_fs_new (fstype, "mode=1777", MS_NOSUID | MS_NODEV, "/dev/shm", err);
+        if (m < 0 || capsa_fs_attach (m, shm, "/dev/shm", err) < 0) {
+            if (!optional)
+                return -1;
+            capsa_error_free (err);
+        }
+    }
+    /* The caller fills it further (devices the user bound) through DEV and
+     * makes it read-only through the mount's descriptor. */
+    if (devfd_out) {
+        *devfd_out = steal_fd (&dev);
+        return steal_fd (&mnt);
     }
     /* Populated: nothing more may be created in it. */
     if (flags & DEV_WRITABLE)
         return 0;
-    return capsa_remount_fd (top, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "/dev", err);
+    return capsa_remount_fd (mnt, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "/dev", err);
 }
 
 int
@@ -715,14 +727,22 @@ tmpfs_on (struct capsa_container *c, int rootfd, const char *path, const char *d
 {
     const char *fstype = capsa_conf_memfs (c->conf);
     cleanup_close int t = open_target (rootfd, path, NODE_DIR, err);
-    if (t < 0 || capsa_mount_fd (fstype, t, fstype, MS_NOSUID | MS_NODEV, data, path, err) < 0)
+    if (t < 0)
         return -1;
-    if (!own)
-        return 0;
-    cleanup_close int top = capsa_open_in_root (rootfd, path, O_DIRECTORY);
-    if (top < 0)
-        return capsa_error_make (err, errno, "cannot open %s", path);
-    return own_memfs (c, top, path, err);
+    /* Made detached and given to the user through its own descriptor,
+     * then attached: never looked up again by a path (one through a host
+     * directory could be changed meanwhile). */
+    cleanup_close int mnt = capsa_fs_new (fstype, data, MS_NOSUID | MS_NODEV, path, err);
+    if (mnt < 0)
+        return -1;
+    if (own) {
+        cleanup_close int top = openat (mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (top < 0)
+            return capsa_error_make (err, errno, "cannot open %s", path);
+        if (own_memfs (c, top, path, err) < 0)
+            return -1;
+    }
+    return capsa_fs_attach (mnt, t, path, err);
 }
 
 /* Bring up "lo" in a new network namespace (--net --network none). */
@@ -845,15 +865,10 @@ setup_dev (struct capsa_container *c, int rootfd, capsa_error_t *err)
     unsigned flags = (o->contain ? DEV_SHM_PRIVATE : DEV_SHM_HOST)
                      | (c->conf->mount_devpts && !(o->no_mount & NO_MOUNT_DEVPTS) ? 0 : DEV_NO_DEVPTS)
                      | (c->conf->memory_fs == MEMFS_RAMFS ? DEV_RAMFS : 0) | (ndev > 0 ? DEV_WRITABLE : 0);
-    if (capsa_rootfs_setup_dev (rootfd, flags, "1m", err) < 0)
+    cleanup_close int dev = -1;
+    cleanup_close int top = capsa_rootfs_setup_dev (rootfd, flags & ~DEV_WRITABLE, "1m", &dev, err);
+    if (top < 0)
         return -1;
-    if (ndev == 0)
-        return 0;
-    char buf[64];
-    cleanup_close int top = capsa_open_in_root (rootfd, "/dev", O_DIRECTORY);
-    cleanup_close int dev = top < 0 ? -1 : open (capsa_fd_path (top, buf, sizeof (buf)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dev < 0)
-        return capsa_error_make (err, errno, "cannot open the container's /dev");
     for (size_t i = 0; i < c->nbinds; i++)
         if (c->binds[i].dev && bind_dev_node (&c->binds[i], dev, err) < 0)
             return capsa_error_wrap (err, "bind source %s", c->binds[i].dst);

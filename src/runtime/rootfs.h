@@ -36,8 +36,10 @@ enum {
  * zero, full, random, urandom and tty bound in (the only nodes usable
  * inside), the usual symlinks, a new devpts instance (nosuid, noexec) and
  * /dev/shm; the tmpfs is made read-only once populated (unless
- * DEV_WRITABLE).  SIZE e.g. "1m". */
-int capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, capsa_error_t *err);
+ * DEV_WRITABLE).  SIZE e.g. "1m".  With DEVFD_OUT, it is left writable:
+ * *DEVFD_OUT gets a directory descriptor of it to add to and the mount's
+ * descriptor is returned (for the caller's read-only remount); else 0. */
+int capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, int *devfd_out, capsa_error_t *err);
 
 /* Make ROOTFD the process's root: pivot_root, detach the old one, cd /. */
 int capsa_rootfs_pivot (int rootfd, capsa_error_t *err);

@@ -7,7 +7,9 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -73,6 +75,17 @@ compile_admin_profile (struct capsa_container *c, capsa_error_t *err)
         capsa_error_t e = NULL;
         char *const argv[] = { (char *) "capsa-seccompc", (char *) path, NULL };
         char *const envp[] = { (char *) "PATH=/usr/bin:/bin", NULL };
+        /* Nothing the caller set may cut the program short: a file-size
+         * limit (with SIGXFSZ ignored, a short write the compiler would
+         * not notice) or any ignored or blocked signal. */
+        struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal (sig, SIG_DFL);
+        if (c->mode != MODE_USERNS && (seteuid (0) < 0 || setrlimit (RLIMIT_FSIZE, &unlimited) < 0))
+            _exit (CAPSA_EXIT_FATAL);
         if (capsa_privs_helper_drop (c->mode, uid, gid, &e) < 0)
             capsa_error_fatal (&e);
         if (dup2 (in, STDIN_FILENO) < 0 || dup2 (out, STDOUT_FILENO) < 0)

@@ -33,6 +33,9 @@ RACE=/tmp/capsa-att-$T-race
 EVIL=/var/tmp/capsa-att-$T-evil      # an image whose /tmp is a symlink to /etc
 VCLOSED=$VHOME/capsa-att-$T-closed   # the victim's 0700 directory, used as an image
 A10=/tmp/capsa-att-$T-10             # the attacker's files for the later findings
+A11=/tmp/capsa-att-$T-11             # ... and for the second review's
+S11=/dev/shm/capsa-att-$T-11
+D11=/dev/capsa-att-$T-target         # a root directory on the host's devtmpfs
 BGPIDS=()   # processes this file started and has not ended yet
 
 cleanup () {
@@ -42,7 +45,7 @@ cleanup () {
     done
     cp "$WORK/conf.orig" "$CONF"
     mountpoint -q "$A10/src/m" 2> /dev/null && { umount "$A10/src/m"; umount "$A10/src/m"; } 2> /dev/null
-    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" \
+    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" "$A11" "$S11" "$D11" \
         "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
 }
 trap cleanup EXIT
@@ -340,13 +343,20 @@ for flag in "" --pid --userns "--userns --pid"; do
     bg=$!
     BGPIDS+=("$bg")
     cmd=
-    for _ in $(seq 50); do
+    for _ in $(seq 150); do
         cmd=$(pgrep -u "$U" -f -x "(/bin/)?sleep $n" | head -1)
         [ -n "$cmd" ] && ! proc_gone "$cmd" && break
         cmd=
         sleep 0.1
     done
+    # The monitor is the topmost starter above the command (with --pid the
+    # command's parent is the container's init, a starter process too).
     mon=$([ -n "$cmd" ] && ps -o ppid= -p "$cmd" | tr -d ' ')
+    while [ -n "$mon" ]; do
+        up=$(ps -o ppid= -p "$mon" | tr -d ' ')
+        grep -q starter "/proc/$up/cmdline" 2> /dev/null || break
+        mon=$up
+    done
     if [ -z "$cmd" ] || [ -z "$mon" ] || ! grep -q starter "/proc/$mon/cmdline" 2> /dev/null; then
         fail "(7) kill -9 of the monitor [${flag:-setuid}]" "container or monitor not found (cmd '$cmd', monitor '$mon')"
         kill -9 "$bg" 2> /dev/null
@@ -519,5 +529,64 @@ for mode in setuid userns; do
     fi
 done
 umount "$A10/src/m" && umount "$A10/src/m"
+
+# --- (11) found by the second attack review -------------------------------------------
+# B1: with --writable on a directory the attacker can rename entries in
+# (a sticky 1777 one, as /tmp), the minimal /dev must be made in capsa's
+# own file system, never in whatever "dev" names when it is looked up again:
+# swapping dev/ with a symlink to the victim's directory creates nothing
+# there.
+mkdir -m 1777 "$A11" && install -d -o "$V" -g "$V" -m 0755 "$A11/victim"
+as_user "$U" "mkdir $A11/dev && ln -s /victim $A11/devlink"
+(cd "$A11" && exec runuser -u "$U" -- "$HELPERS/swap" dev devlink) > /dev/null 2>&1 &
+sw=$!; BGPIDS+=("$sw")
+for _ in $(seq 60); do
+    as_user "$U" "$CAPSA -s exec --writable $A11 /nothing" > /dev/null 2>&1
+    [ -e "$A11/victim/null" ] && break
+done
+kill "$sw" 2>/dev/null; wait "$sw" 2>/dev/null
+expect_eq "(11) B1 --writable sandbox, dev/ swapped with a symlink: nothing made in another user's directory (60 runs)" \
+    "" "$(ls -A "$A11/victim")"
+
+# B2: with 'memory fs type = ramfs' the contained home is given to the user
+# by the descriptor of the file system just made, never by a second lookup
+# through a host directory (/dev, bound in, reaches the host's /dev/shm,
+# where the image's /home leads): swapping that path with a symlink to a
+# root directory of the host's /dev does not give it to the user.
+sed -i 's/^memory fs type = .*/memory fs type = ramfs/' "$CONF"
+grep -q '^memory fs type' "$CONF" || echo 'memory fs type = ramfs' >> "$CONF"
+bimg=$A11/b2img
+mkdir -p "$bimg" && cp -a "$IMG_DIR/." "$bimg/" && rm -rf "$bimg/home" && ln -s "$S11" "$bimg/home"
+mkdir -p "$bimg/dev" "$bimg/tmp" "$bimg/var/tmp" "$bimg$S11"
+mksquashfs "$bimg" "$A11/b2.sqfs" -quiet -noappend -all-root > /dev/null && chmod 0644 "$A11/b2.sqfs"
+install -d -o root -g root -m 0755 "$D11"
+as_user "$U" "mkdir -p $S11/$(basename "$UHOME") && ln -s $D11 $S11/l"
+(cd "$S11" && exec runuser -u "$U" -- "$HELPERS/swap" "$(basename "$UHOME")" l) > /dev/null 2>&1 &
+sw=$!; BGPIDS+=("$sw")
+for _ in $(seq 60); do
+    run_user "cd / && $CAPSA -s exec --contain -B /dev $A11/b2.sqfs /bin/true"
+    [ "$(stat -c %U "$D11")" != root ] && break
+done
+kill "$sw" 2>/dev/null; wait "$sw" 2>/dev/null
+expect_eq "(11) B2 ramfs home through a swapped path: a root directory of the host's /dev stays root's (60 runs)" \
+    "root" "$(stat -c %U "$D11")"
+cp "$WORK/conf.orig" "$CONF"
+
+# B3: capsa-cryptfuse holds the key and produces the plaintext that root
+# may loop-mount: the user must not be able to trace it, not even between
+# its execve and its own prctl (it is installed unreadable: 0711).
+expect_eq "(11) B3 cryptfuse is installed 0711" "711" "$(stat -c %a "$CAPSA_PREFIX/libexec/capsa/cryptfuse")"
+B3PASS="att-$T-pass"
+CAPSA_ENCRYPTION_PASSPHRASE=$B3PASS "$CAPSA" -q encrypt "$FIXTURES/sif/busybox_amd64.sif" "$A11/enc.sif" > /dev/null 2>&1
+chmod 0644 "$A11/enc.sif"
+attached=0
+for _ in 1 2 3; do
+    runuser -u "$U" -- "$HELPERS/catchptrace" cryptfuse 6 "$A11/enc.sif" > "$A11/catch.out" 2>&1 &
+    cp=$!; sleep 0.3
+    as_user "$U" "CAPSA_ENCRYPTION_PASSPHRASE=$B3PASS $CAPSA -s exec $A11/enc.sif /bin/busybox true" > /dev/null 2>&1
+    wait "$cp"
+    grep -q ATTACHED "$A11/catch.out" && attached=$((attached + 1))
+done
+expect_eq "(11) B3 the user attached to cryptfuse in none of 3 runs" 0 "$attached"
 
 no_leftover_mounts "no capsa mount left after the attacks"
