@@ -735,13 +735,11 @@ tmpfs_on (struct capsa_container *c, int rootfd, const char *path, const char *d
     cleanup_close int mnt = capsa_fs_new (fstype, data, MS_NOSUID | MS_NODEV, path, err);
     if (mnt < 0)
         return -1;
-    if (own) {
-        cleanup_close int top = openat (mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (top < 0)
-            return capsa_error_make (err, errno, "cannot open %s", path);
-        if (own_memfs (c, top, path, err) < 0)
-            return -1;
-    }
+    /* MNT (from fsmount) is the root of the new file system itself:
+     * changed through it, never opened (a 0700 root could not be opened
+     * by the user). */
+    if (own && own_memfs (c, mnt, path, err) < 0)
+        return -1;
     return capsa_fs_attach (mnt, t, path, err);
 }
 

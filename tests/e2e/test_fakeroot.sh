@@ -9,11 +9,17 @@
 # one); capsa-fk2 never has one.
 
 SUBUID=/etc/subuid SUBGID=/etc/subgid
-cp -p "$SUBUID" "$WORK/subuid.orig" && cp -p "$SUBGID" "$WORK/subgid.orig" || { fail "fakeroot setup" "cannot back up $SUBUID"; return; }
 FK1=capsa-fk1 FK2=capsa-fk2
 for u in $FK1 $FK2; do
     id "$u" > /dev/null 2>&1 || useradd -m -s /bin/sh -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$u"
 done
+# A run stopped half-way (killed, machine reset) may have left the test
+# users' entries: they are the test's own, so they go before the backup,
+# which is then what "the machine's entries" means.
+for f in subuid subgid; do
+    sed -i "/^!\?\($FK1\|$FK2\|$(id -u $FK1)\|$(id -u $FK2)\):/d" "/etc/$f"
+done
+cp -p "$SUBUID" "$WORK/subuid.orig" && cp -p "$SUBGID" "$WORK/subgid.orig" || { fail "fakeroot setup" "cannot back up $SUBUID"; return; }
 # Nobody else's entries are touched: only these users' lines change.
 restore_subids () {
     "$CAPSA" config fakeroot --remove $FK1 > /dev/null 2>&1
