@@ -258,7 +258,7 @@ capsa_cmd_instance_launch (const char *starter, struct strv *args, const char *n
     int rc = WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
     show_log (errfd, offset, rc != 0);
     if (rc != 0) {
-        errorf ("instance %s did not start (its log: %s/%s)", name, shown, errname);
+        verbosef ("instance %s: its log is %s/%s", name, shown, errname);
         return rc;
     }
     verbosef ("instance %s: output in %s/%s, errors in %s/%s", name, shown, outname, shown, errname);
@@ -349,7 +349,7 @@ cmd_list (int argc, char **argv)
         }
         json_object *top = json_object_new_object ();
         json_object_object_add (top, "instances", arr);
-        printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB
+        printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB | JSON_C_TO_STRING_SPACED
                                                                  | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put (top);
         records_free (&r);
@@ -670,7 +670,7 @@ cmd_stats (int argc, char **argv)
             json_object_object_add (o, "memory", mem);
             json_object_object_add (o, "pids", pids);
             json_object_object_add (o, "io", io);
-            printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB
+            printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB | JSON_C_TO_STRING_SPACED
                                                                    | JSON_C_TO_STRING_NOSLASHESCAPE));
             json_object_put (o);
             break;

@@ -277,11 +277,14 @@ log_path (const struct capsa_user *u, const char *name, const char *ext)
 
 /* ---- records ---------------------------------------------------------------- */
 
-/* Read the record NAME in DIRFD: a regular file of OWNER, writable by
- * no one else, not through a symbolic link. */
+/* Read the record NAME of WHO's instance in DIRFD, root's directory
+ * (ROOT_DIR) or WHO's own: a regular file of root or WHO, writable by no
+ * one else, not through a symbolic link, naming WHO and a mode that
+ * belongs there (root or setuid in root's, userns in WHO's). */
 static int
-state_read (int dirfd, const char *name, uid_t owner, struct capsa_inst_state *st, capsa_error_t *err)
+state_read (int dirfd, const char *name, uid_t who, bool root_dir, struct capsa_inst_state *st, capsa_error_t *err)
 {
+    const uid_t owner = root_dir ? 0 : who;
     cleanup_close int fd = openat (dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     struct stat sb;
     cleanup_free char *text = NULL;
@@ -300,6 +303,13 @@ state_read (int dirfd, const char *name, uid_t owner, struct capsa_inst_state *s
     if (used != len || strcmp (st->name, name) != 0) {
         capsa_inst_state_free (st);
         return capsa_error_make (err, 0, "instance %s: its record names another instance", name);
+    }
+    const bool mode_ok = root_dir ? st->mode == (who == 0 ? INST_MODE_ROOT : INST_MODE_SETUID)
+                                  : st->mode == INST_MODE_USERNS;
+    if (st->uid != who || !mode_ok) {
+        capsa_inst_state_free (st);
+        return capsa_error_make (err, 0, "instance %s: its record is not one of uid %u's in this directory", name,
+                                 (unsigned) who);
     }
     return 0;
 }
@@ -330,11 +340,11 @@ state_write (int dirfd, const struct capsa_inst_state *st, capsa_error_t *err)
  * it; the record of one that ended (or a damaged one) is removed.  With
  * the directory locked by the caller. */
 static int
-name_free (int dirfd, const char *name, uid_t owner, capsa_error_t *err)
+name_free (int dirfd, const char *name, uid_t who, bool root_dir, capsa_error_t *err)
 {
     struct capsa_inst_state old;
     capsa_error_t e = NULL;
-    if (state_read (dirfd, name, owner, &old, &e) < 0) {
+    if (state_read (dirfd, name, who, root_dir, &old, &e) < 0) {
         int code = e ? e->code : 0;
         if (code != ENOENT) {
             warnf ("removing a damaged instance record: %s", e->msg);
@@ -543,7 +553,7 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
         capsa_error_make (err, errno, "cannot lock the instance directory");
         goto out_priv;
     }
-    r = name_free (dirfd, in->name, priv ? 0 : c->user.uid, err);
+    r = name_free (dirfd, in->name, c->user.uid, priv, err);
     if (r == 0)
         r = state_write (dirfd, &st, err);
     flock (dirfd, LOCK_UN);
@@ -624,7 +634,7 @@ capsa_instance_start (struct capsa_container *c, capsa_error_t *err)
     int dirfd = priv ? root_state_dir (c->user.uid, true, err) : user_dir (&c->user, "state", true, err);
     int r = -1;
     if (dirfd >= 0 && flock (dirfd, LOCK_EX) == 0) {
-        r = name_free (dirfd, in->name, priv ? 0 : c->user.uid, err);
+        r = name_free (dirfd, in->name, c->user.uid, priv, err);
         flock (dirfd, LOCK_UN);
     } else if (dirfd >= 0) {
         capsa_error_make (err, errno, "cannot lock the instance directory");
@@ -977,13 +987,13 @@ capsa_instance_join (struct capsa_container *c, capsa_error_t *err)
     if (priv) {
         capsa_privs_state_begin ();
         int dfd = root_state_dir (c->user.uid, false, err);
-        r = dfd < 0 ? -1 : state_read (dfd, name, 0, &in->st, err);
+        r = dfd < 0 ? -1 : state_read (dfd, name, c->user.uid, true, &in->st, err);
         if (dfd >= 0)
             close (dfd);
         capsa_privs_state_end ();
     } else {
         int dfd = user_dir (&c->user, "state", false, err);
-        r = dfd < 0 ? -1 : state_read (dfd, name, c->user.uid, &in->st, err);
+        r = dfd < 0 ? -1 : state_read (dfd, name, c->user.uid, false, &in->st, err);
         if (dfd >= 0)
             close (dfd);
     }
@@ -1156,11 +1166,11 @@ struct cmd {
     size_t matched, failed;
 };
 
-/* List or stop the records matching in DIRFD (records owned by OWNER);
+/* List or stop WHO's instances whose records are in DIRFD and match;
  * PRIV: root's directory (setuid mode: state brackets around each
- * access). */
+ * access), else WHO's own. */
 static int
-act_on_dir (struct cmd *cmd, int dirfd, uid_t owner, bool priv, capsa_error_t *err)
+act_on_dir (struct cmd *cmd, int dirfd, uid_t who, bool priv, capsa_error_t *err)
 {
     struct strv names = { 0 };
     if (priv)
@@ -1186,7 +1196,7 @@ act_on_dir (struct cmd *cmd, int dirfd, uid_t owner, bool priv, capsa_error_t *e
         capsa_error_t e = NULL;
         struct target *x = &t[n];
         x->pidfd = -1;
-        if (state_read (dirfd, names.v[i], owner, &x->st, &e) < 0) {
+        if (state_read (dirfd, names.v[i], who, priv, &x->st, &e) < 0) {
             if (e && e->code != ENOENT) {
                 warnf ("removing a damaged instance record: %s", e->msg);
                 unlinkat (dirfd, names.v[i], 0);
@@ -1242,7 +1252,7 @@ act_on_dir (struct cmd *cmd, int dirfd, uid_t owner, bool priv, capsa_error_t *e
         /* Removed only if it is still this record (not a new instance of
          * the same name started meanwhile). */
         struct capsa_inst_state now;
-        if (state_read (dirfd, t[i].st.name, owner, &now, NULL) == 0) {
+        if (state_read (dirfd, t[i].st.name, who, priv, &now, NULL) == 0) {
             if (now.pid == t[i].st.pid && now.start == t[i].st.start)
                 unlinkat (dirfd, t[i].st.name, 0);
             capsa_inst_state_free (&now);
@@ -1341,7 +1351,7 @@ capsa_instance_command (int argc, char **argv, struct capsa_conf *conf, bool set
         int dfd = root_state_dir (target.uid, false, &err);
         capsa_privs_state_end ();
         if (dfd >= 0) {
-            int r = act_on_dir (&cmd, dfd, 0, true, &err);
+            int r = act_on_dir (&cmd, dfd, target.uid, true, &err);
             close (dfd);
             if (r < 0)
                 capsa_error_fatal (&err);
