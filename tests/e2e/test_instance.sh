@@ -308,6 +308,18 @@ ru "echo x >> $RSTATE/$UID_U/t-mine"
 if [ "$RC" != 0 ] && printf '%s' "$OUT" | grep -q 'Permission denied'; then pass "... nor write them"; else
     fail "... nor write them" "exit $RC: $OUT"; fi
 
+# The instance's other namespaces: network, UTS, IPC.
+ru "$CAPSA instance start --net --network none --hostname inst-host --ipc $IMG t-ns"
+expect_rc "setuid: instance start --net --hostname --ipc" 0
+ru "$CAPSA instance list t-ns"
+nspid=$(listed_pid t-ns)
+ru "$CAPSA exec instance://t-ns sh -c 'hostname; ls /sys/class/net; for n in net uts ipc; do stat -L -c %i /proc/self/ns/\$n; done'"
+expect_eq "joined: the instance's host name, its network (lo only), its net, uts and ipc namespaces" "inst-host
+lo
+$(for n in net uts ipc; do stat -L -c %i "/proc/${nspid:-0}/ns/$n"; done)" "$OUT"
+expect_nomatch "... which are not the host's" "^$(stat -L -c %i /proc/self/ns/net)\$" "$OUT"
+ru "$CAPSA instance stop t-ns"
+
 # ---- 6. records edited by their owner never lead elsewhere -------------------------------
 # forge RECORD PID: RECORD rewritten to describe process PID exactly (start
 # time, monitor, namespace identities), as a determined owner would.
@@ -448,3 +460,5 @@ run ls -A "$RSTATE/$UID_U" "$RSTATE/0"
 expect_eq "no record left in root's directories" "" "$(ls -A "$RSTATE/$UID_U" "$RSTATE/0" 2>/dev/null | grep -v : | grep -v '^$')"
 expect_eq "no record left in the user's" "" "$(ls -A "$USTATE" 2>&1)"
 no_leftover_mounts "no capsa mount left at the end"
+expect_eq "no sanitizer or runtime error in any instance's log (monitors, inits)" "" \
+    "$(cat "$ULOGS"/*.err "$U2HOME"/.capsa/instances/logs/*/*/*.err 2> /dev/null | grep -E 'Sanitizer|runtime error')"
