@@ -246,7 +246,7 @@ static const struct help helps[] = {
     { "version", "capsa version",
       "Print capsa's version and the Apptainer release it follows.  Called as 'apptainer' or\n"
       "'singularity', print the bare version Apptainer's 'version' prints (docs/apptainer.md).\n" },
-    { "instance", "capsa instance start|run [options] IMAGE NAME [ARGS...]\n"
+    { "instance", "capsa instance start|run [--pid-file FILE] [options] IMAGE NAME [ARGS...]\n"
                   "       capsa instance list [--json|--logs] [--user USER] [NAME-PATTERN]\n"
                   "       capsa instance stop [--all] [--force] [--signal SIG] [--timeout S] [--user USER] [NAME]\n"
                   "       capsa instance stats [--json] [--no-stream] [--user USER] NAME",
