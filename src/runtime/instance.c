@@ -1,5 +1,6 @@
-/* Instances: state, start, join, list and stop.  See instance.h for the
- * design and SECURITY.md ("Instances") for why.
+/* Instances: start and join.  See instance.h for the design and
+ * SECURITY.md ("Instances") for why; the records are handled by
+ * inststore.c, list and stop by instctl.c.
  *
  * Privilege: in setuid mode everything that touches root's state
  * directory or /proc/PID of a process a record names runs between
@@ -8,17 +9,11 @@
  * the user chose (the --pid-file path, --env-file) is opened as the user,
  * and files of the user's own (the state of a user-namespace instance)
  * are read only by a process that has no privilege left. */
-#include "runtime/instance.h"
+#include "runtime/instance_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
-#include <getopt.h>
-#include <inttypes.h>
 #include <linux/nsfs.h>
-#include <poll.h>
-#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +23,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,316 +43,6 @@ bool
 capsa_instance_is_uri (const char *image)
 {
     return image != NULL && strncmp (image, URI_PREFIX, URI_PREFIX_LEN) == 0;
-}
-
-/* ---- processes ------------------------------------------------------------ */
-
-struct proc_info {
-    char state;
-    pid_t ppid;
-    uint64_t start;
-    uid_t ruid;
-};
-
-static int
-read_at (int dirfd, const char *name, char **out, capsa_error_t *err)
-{
-    cleanup_close int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "%s", name);
-    return read_fd_all (fd, 1 << 16, out, NULL, err);
-}
-
-/* A descriptor of /proc/PID.  Everything read through it concerns that
- * one process: once it has ended, reads fail (ESRCH), even when a new
- * process gets the same number. */
-static int
-open_proc (pid_t pid, capsa_error_t *err)
-{
-    char path[32];
-    snprintf (path, sizeof (path), "/proc/%d", (int) pid);
-    int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "%s", path);
-    return fd;
-}
-
-static int
-proc_info (int procfd, struct proc_info *pi, capsa_error_t *err)
-{
-    cleanup_free char *stat = NULL, *status = NULL;
-    uid_t euid;
-    if (read_at (procfd, "stat", &stat, err) < 0 || read_at (procfd, "status", &status, err) < 0)
-        return -1;
-    if (capsa_inst_parse_stat (stat, &pi->state, &pi->ppid, &pi->start) < 0
-        || capsa_inst_parse_status_uid (status, &pi->ruid, &euid) < 0)
-        return capsa_error_make (err, 0, "unexpected contents of /proc");
-    return 0;
-}
-
-static bool
-ended (char state)
-{
-    return state == 'Z' || state == 'X' || state == 'x';
-}
-
-static int
-boot_id (char out[40], capsa_error_t *err)
-{
-    cleanup_close int fd = open ("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    char buf[64] = { 0 };
-    if (fd < 0 || read (fd, buf, sizeof (buf) - 1) < 36)
-        return capsa_error_make (err, errno, "cannot read the boot id");
-    buf[strcspn (buf, "\n")] = '\0';
-    if (strlen (buf) != 36)
-        return capsa_error_make (err, 0, "unexpected boot id '%s'", buf);
-    memcpy (out, buf, 37);
-    return 0;
-}
-
-static int
-ns_identity (int fd, struct capsa_inst_id *id)
-{
-    struct stat st;
-    if (fstat (fd, &st) < 0)
-        return -1;
-    id->dev = (uint64_t) st.st_dev;
-    id->ino = (uint64_t) st.st_ino;
-    return 0;
-}
-
-static bool
-same_id (const struct capsa_inst_id *a, const struct capsa_inst_id *b)
-{
-    return a->dev == b->dev && a->ino == b->ino;
-}
-
-/* The identity of our own namespace of kind I. */
-static int
-own_ns (int i, struct capsa_inst_id *id)
-{
-    char path[64];
-    snprintf (path, sizeof (path), "/proc/self/ns/%s", capsa_inst_ns_names[i]);
-    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
-    return fd < 0 ? -1 : ns_identity (fd, id);
-}
-
-/* Does the record's instance run: this boot, its init alive with the
- * start time recorded and the owner recorded?  1 yes, 0 no (ended, or
- * the number is another process's now).  Reads /proc: in setuid mode
- * the caller holds the state bracket.  *PROCFD (if not NULL) receives
- * the init's /proc descriptor when it runs. */
-static int
-inst_running (const struct capsa_inst_state *st, int *procfd)
-{
-    char boot[40];
-    struct proc_info pi;
-    if (boot_id (boot, NULL) < 0 || strcmp (boot, st->boot) != 0)
-        return 0;
-    int fd = open_proc (st->pid, NULL);
-    if (fd < 0)
-        return 0;
-    if (proc_info (fd, &pi, NULL) < 0 || ended (pi.state) || pi.start != st->start || pi.ruid != st->uid
-        || pi.ppid != st->monitor) {
-        close (fd);
-        return 0;
-    }
-    if (procfd)
-        *procfd = fd;
-    else
-        close (fd);
-    return 1;
-}
-
-/* ---- state directories -------------------------------------------------- */
-
-/* NAME below DIRFD, a directory owned by OWNER that no one else may write
- * to, never through a symbolic link; made (MODE) when missing and
- * CREATE. */
-static int
-open_private_dir (int dirfd, const char *name, const char *shown, uid_t owner, mode_t mode, bool create,
-                  capsa_error_t *err)
-{
-    int fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && create) {
-        if (mkdirat (dirfd, name, mode) < 0 && errno != EEXIST)
-            return capsa_error_make (err, errno, "cannot create %s", shown);
-        fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    if (fd < 0)
-        return capsa_error_make (err, errno, "%s", shown);
-    struct stat st;
-    if (fstat (fd, &st) < 0 || st.st_uid != owner || (st.st_mode & 022) != 0) {
-        close (fd);
-        return capsa_error_make (err, 0, "%s is not a directory of uid %u that only its owner may write to; refusing it",
-                                 shown, (unsigned) owner);
-    }
-    return fd;
-}
-
-/* CAPSA_RUNSTATEDIR/instances/UID: root's, every component root-owned
- * and writable by root alone.  Called with root's identity (the state
- * bracket in setuid mode).  ENOENT in *err when missing and !CREATE. */
-static int
-root_state_dir (uid_t uid, bool create, capsa_error_t *err)
-{
-    const char *base = CAPSA_RUNSTATEDIR;
-    cleanup_free char *copy = xstrdup (base);
-    cleanup_free char *shown = NULL;
-    size_t slen = 0;
-    int fd = open ("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "/");
-    char *save = NULL;
-    for (char *comp = strtok_r (copy, "/", &save); comp; comp = strtok_r (NULL, "/", &save)) {
-        str_append (&shown, &slen, "/");
-        str_append (&shown, &slen, comp);
-        int next = open_private_dir (fd, comp, shown, 0, 0755, create, err);
-        close (fd);
-        if (next < 0)
-            return -1;
-        fd = next;
-    }
-    char uidname[16];
-    snprintf (uidname, sizeof (uidname), "%u", (unsigned) uid);
-    cleanup_free char *inst = xasprintf ("%s/instances", base);
-    cleanup_free char *mine = xasprintf ("%s/instances/%s", base, uidname);
-    int d = open_private_dir (fd, "instances", inst, 0, 0700, create, err);
-    close (fd);
-    if (d < 0)
-        return -1;
-    fd = open_private_dir (d, uidname, mine, 0, 0700, create, err);
-    close (d);
-    return fd;
-}
-
-static char *
-host_name (void)
-{
-    char h[256] = { 0 };
-    if (gethostname (h, sizeof (h) - 1) < 0 || h[0] == '\0' || strchr (h, '/') || strcmp (h, ".") == 0
-        || strcmp (h, "..") == 0)
-        return xstrdup ("localhost");
-    return xstrdup (h);
-}
-
-/* HOME/.capsa/instances/SUB/HOST/USER: the user's own, opened as the
- * user (nothing here is privileged). */
-static int
-user_dir (const struct capsa_user *u, const char *sub, bool create, capsa_error_t *err)
-{
-    cleanup_free char *host = host_name ();
-    const char *comps[] = { ".capsa", "instances", sub, host, u->name };
-    cleanup_free char *shown = xstrdup (u->home);
-    size_t slen = strlen (shown);
-    int fd = open (u->home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "home directory %s", u->home);
-    for (size_t i = 0; i < ARRAY_SIZE (comps); i++) {
-        str_append (&shown, &slen, "/");
-        str_append (&shown, &slen, comps[i]);
-        int next = open_private_dir (fd, comps[i], shown, u->uid, 0700, create, err);
-        close (fd);
-        if (next < 0)
-            return -1;
-        fd = next;
-    }
-    return fd;
-}
-
-/* Where the front end puts an instance's logs (src/cmd/instance.c makes
- * the same names): HOME/.capsa/instances/logs/HOST/USER/NAME.{out,err}. */
-static char *
-log_path (const struct capsa_user *u, const char *name, const char *ext)
-{
-    cleanup_free char *host = host_name ();
-    return xasprintf ("%s/.capsa/instances/logs/%s/%s/%s.%s", u->home, host, u->name, name, ext);
-}
-
-/* ---- records ---------------------------------------------------------------- */
-
-/* Read the record NAME of WHO's instance in DIRFD, root's directory
- * (ROOT_DIR) or WHO's own: a regular file of root or WHO, writable by no
- * one else, not through a symbolic link, naming WHO and a mode that
- * belongs there (root or setuid in root's, userns in WHO's). */
-static int
-state_read (int dirfd, const char *name, uid_t who, bool root_dir, struct capsa_inst_state *st, capsa_error_t *err)
-{
-    const uid_t owner = root_dir ? 0 : who;
-    cleanup_close int fd = openat (dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat sb;
-    cleanup_free char *text = NULL;
-    size_t len = 0, used = 0;
-    if (fd < 0)
-        return capsa_error_make (err, errno, "instance %s", name);
-    if (fstat (fd, &sb) < 0)
-        return capsa_error_make (err, errno, "instance %s", name);
-    if (!S_ISREG (sb.st_mode) || sb.st_uid != owner || (sb.st_mode & 022) != 0 || sb.st_size > CAPSA_INST_RECORD_MAX)
-        return capsa_error_make (err, 0, "instance %s: its record is not a file of uid %u that only its owner may write to",
-                                 name, (unsigned) owner);
-    if (read_fd_all (fd, CAPSA_INST_RECORD_MAX, &text, &len, err) < 0)
-        return capsa_error_wrap (err, "instance %s", name);
-    if (capsa_inst_state_parse (text, len, st, &used, err) < 0)
-        return capsa_error_wrap (err, "instance %s", name);
-    if (used != len || strcmp (st->name, name) != 0) {
-        capsa_inst_state_free (st);
-        return capsa_error_make (err, 0, "instance %s: its record names another instance", name);
-    }
-    const bool mode_ok = root_dir ? st->mode == (who == 0 ? INST_MODE_ROOT : INST_MODE_SETUID)
-                                  : st->mode == INST_MODE_USERNS;
-    if (st->uid != who || !mode_ok) {
-        capsa_inst_state_free (st);
-        return capsa_error_make (err, 0, "instance %s: its record is not one of uid %u's in this directory", name,
-                                 (unsigned) who);
-    }
-    return 0;
-}
-
-/* Write ST as DIRFD/NAME, atomically (a new file beside it, renamed). */
-static int
-state_write (int dirfd, const struct capsa_inst_state *st, capsa_error_t *err)
-{
-    unsigned char rnd[6];
-    if (capsa_random_bytes (rnd, sizeof (rnd), err) < 0)
-        return -1;
-    cleanup_free char *tmp = xasprintf (".%s.%02x%02x%02x%02x%02x%02x", st->name, rnd[0], rnd[1], rnd[2], rnd[3],
-                                        rnd[4], rnd[5]);
-    cleanup_free char *text = capsa_inst_state_format (st);
-    cleanup_close int fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return capsa_error_make (err, errno, "cannot record instance %s", st->name);
-    if (write_all (fd, text, strlen (text)) < 0 || fsync (fd) < 0 || renameat (dirfd, tmp, dirfd, st->name) < 0) {
-        int e = errno;
-        unlinkat (dirfd, tmp, 0);
-        return capsa_error_make (err, e, "cannot record instance %s", st->name);
-    }
-    fsync (dirfd);
-    return 0;
-}
-
-/* Take NAME in DIRFD for a new instance: refused while a running one has
- * it; the record of one that ended (or a damaged one) is removed.  With
- * the directory locked by the caller. */
-static int
-name_free (int dirfd, const char *name, uid_t who, bool root_dir, capsa_error_t *err)
-{
-    struct capsa_inst_state old;
-    capsa_error_t e = NULL;
-    if (state_read (dirfd, name, who, root_dir, &old, &e) < 0) {
-        int code = e ? e->code : 0;
-        if (code != ENOENT) {
-            warnf ("removing a damaged instance record: %s", e->msg);
-            unlinkat (dirfd, name, 0);
-        }
-        capsa_error_free (&e);
-        return 0;
-    }
-    int r = inst_running (&old, NULL);
-    capsa_inst_state_free (&old);
-    if (r == 1)
-        return capsa_error_make (err, 0, "instance %s already exists", name);
-    unlinkat (dirfd, name, 0);
-    return 0;
 }
 
 /* ---- start -------------------------------------------------------------------- */
@@ -386,7 +70,7 @@ capsa_instance_monitor_ready (struct capsa_container *c, pid_t child)
     struct capsa_instance *in = c->instance;
     siginfo_t si = { 0 };
     char ok = 0;
-    /* Has the child ended (without reaping it: the monitor's loop does)? */
+    /* Has the child inst_ended (without reaping it: the monitor's loop does)? */
     if (waitid (P_PID, (id_t) child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == child) {
         close (in->ready_fd);
         close (in->confirm_fd);
@@ -435,9 +119,9 @@ cgroup_is_own (const char *mnt, const char *cg, pid_t frontend, pid_t monitor)
                 mine = true;
                 break;
             }
-            struct proc_info pi;
-            cleanup_close int pfd = open_proc (cur, NULL);
-            if (pfd < 0 || proc_info (pfd, &pi, NULL) < 0)
+            struct inst_proc pi;
+            cleanup_close int pfd = inst_open_proc (cur, NULL);
+            if (pfd < 0 || inst_proc_info (pfd, &pi, NULL) < 0)
                 break;
             cur = pi.ppid;
         }
@@ -482,7 +166,7 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
     struct capsa_opts *o = c->opts;
     struct capsa_inst_state st = { 0 };
     const bool priv = c->mode != MODE_USERNS;
-    struct proc_info pi, mi;
+    struct inst_proc pi, mi;
     int r = -1;
     cleanup_free char *mnt = NULL;
     cleanup_close int procfd = -1, monfd = -1;
@@ -495,20 +179,20 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
     st.monitor = p1;
     st.image = capsa_env_abs_path (o->image, c->host_cwd);
     st.home = capsa_env_abs_path (o->home_dst ? o->home_dst : c->user.home, "/");
-    st.log_out = log_path (&c->user, in->name, "out");
-    st.log_err = log_path (&c->user, in->name, "err");
+    st.log_out = inst_log_path (&c->user, in->name, "out");
+    st.log_err = inst_log_path (&c->user, in->name, "err");
     st.fakeroot = c->fakeroot;
     st.created = (int64_t) time (NULL);
-    if (boot_id (st.boot, err) < 0)
+    if (inst_boot_id (st.boot, err) < 0)
         goto out;
 
     /* A cgroup of its own?  (Read with the user's identity: cgroup files
      * and /proc/PID/stat are readable by everyone.) */
     mnt = cgroup2_mount ();
     {
-        cleanup_close int pfd = open_proc (cpid, NULL);
+        cleanup_close int pfd = inst_open_proc (cpid, NULL);
         cleanup_free char *cgtext = NULL;
-        if (mnt && pfd >= 0 && read_at (pfd, "cgroup", &cgtext, NULL) == 0) {
+        if (mnt && pfd >= 0 && inst_read_at (pfd, "cgroup", &cgtext, NULL) == 0) {
             char *cg = capsa_inst_parse_cgroup2 (cgtext);
             if (cg && strcmp (cg, "/") != 0 && strstr (cg, "/..") == NULL && cgroup_is_own (mnt, cg, frontend, p1))
                 st.cgroup = cg;
@@ -519,15 +203,15 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
 
     if (priv)
         capsa_privs_state_begin ();
-    procfd = open_proc (cpid, err);
-    monfd = procfd < 0 ? -1 : open_proc (p1, err);
+    procfd = inst_open_proc (cpid, err);
+    monfd = procfd < 0 ? -1 : inst_open_proc (p1, err);
     if (procfd < 0 || monfd < 0)
         goto out_priv;
     /* The init is the monitor's child (the monitor is ours, not yet
      * reaped, so its number cannot have been reused). */
-    if (proc_info (procfd, &pi, err) < 0 || proc_info (monfd, &mi, err) < 0)
+    if (inst_proc_info (procfd, &pi, err) < 0 || inst_proc_info (monfd, &mi, err) < 0)
         goto out_priv;
-    if (ended (pi.state) || pi.ppid != p1 || ended (mi.state) || mi.ppid != getpid ()) {
+    if (inst_ended (pi.state) || pi.ppid != p1 || inst_ended (mi.state) || mi.ppid != getpid ()) {
         capsa_error_make (err, 0, "instance %s ended while it was starting", in->name);
         goto out_priv;
     }
@@ -539,13 +223,13 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
         cleanup_close int nfd = openat (procfd, p, O_RDONLY | O_CLOEXEC);
         if (nfd < 0 && errno == ENOENT)
             continue; /* a kind of namespace this kernel lacks */
-        if (nfd < 0 || ns_identity (nfd, &st.ns[i]) < 0) {
+        if (nfd < 0 || inst_ns_identity (nfd, &st.ns[i]) < 0) {
             capsa_error_make (err, errno, "instance %s: cannot read its namespaces", in->name);
             goto out_priv;
         }
     }
     /* Still the same process after its namespaces were read. */
-    if (proc_info (procfd, &pi, err) < 0 || ended (pi.state) || pi.start != st.start) {
+    if (inst_proc_info (procfd, &pi, err) < 0 || inst_ended (pi.state) || pi.start != st.start) {
         capsa_error_make (err, 0, "instance %s ended while it was starting", in->name);
         goto out_priv;
     }
@@ -553,9 +237,9 @@ record (struct capsa_container *c, int dirfd, pid_t p1, pid_t cpid, pid_t fronte
         capsa_error_make (err, errno, "cannot lock the instance directory");
         goto out_priv;
     }
-    r = name_free (dirfd, in->name, c->user.uid, priv, err);
+    r = inst_name_free (dirfd, in->name, c->user.uid, priv, err);
     if (r == 0)
-        r = state_write (dirfd, &st, err);
+        r = inst_state_write (dirfd, &st, err);
     flock (dirfd, LOCK_UN);
 out_priv:
     if (priv)
@@ -631,10 +315,10 @@ capsa_instance_start (struct capsa_container *c, capsa_error_t *err)
     /* The directory of the records, and the name not taken. */
     if (priv)
         capsa_privs_state_begin ();
-    int dirfd = priv ? root_state_dir (c->user.uid, true, err) : user_dir (&c->user, "state", true, err);
+    int dirfd = priv ? inst_root_state_dir (c->user.uid, true, err) : inst_user_dir (&c->user, "state", true, err);
     int r = -1;
     if (dirfd >= 0 && flock (dirfd, LOCK_EX) == 0) {
-        r = name_free (dirfd, in->name, c->user.uid, priv, err);
+        r = inst_name_free (dirfd, in->name, c->user.uid, priv, err);
         flock (dirfd, LOCK_UN);
     } else if (dirfd >= 0) {
         capsa_error_make (err, errno, "cannot lock the instance directory");
@@ -734,7 +418,7 @@ capsa_instance_join_options (struct capsa_opts *o, bool setuid_install, uid_t ui
     if (uid != 0 && setuid_install && allow_setuid && !o->userns) {
         capsa_privs_state_begin ();
         bool found = false;
-        int dfd = root_state_dir (uid, false, NULL);
+        int dfd = inst_root_state_dir (uid, false, NULL);
         struct stat st;
         if (dfd >= 0) {
             found = fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -759,16 +443,16 @@ verify_and_open (struct capsa_container *c, struct capsa_instance *in, capsa_err
 {
     const struct capsa_inst_state *st = &in->st;
     const char *name = in->name;
-    struct proc_info pi;
+    struct inst_proc pi;
     char boot[40];
 
-    if (boot_id (boot, err) < 0)
+    if (inst_boot_id (boot, err) < 0)
         return -1;
     if (strcmp (boot, st->boot) != 0)
         return capsa_error_make (err, 0, "instance %s is not running (it was started before the machine restarted)",
                                  name);
-    cleanup_close int procfd = open_proc (st->pid, NULL);
-    if (procfd < 0 || proc_info (procfd, &pi, NULL) < 0 || ended (pi.state) || pi.start != st->start)
+    cleanup_close int procfd = inst_open_proc (st->pid, NULL);
+    if (procfd < 0 || inst_proc_info (procfd, &pi, NULL) < 0 || inst_ended (pi.state) || pi.start != st->start)
         return capsa_error_make (err, 0, "instance %s is not running (its init, pid %d, has ended)", name,
                                  (int) st->pid);
     if (pi.ruid != st->uid || pi.ruid != c->user.uid)
@@ -786,13 +470,13 @@ verify_and_open (struct capsa_container *c, struct capsa_instance *in, capsa_err
         if (fd < 0)
             return capsa_error_make (err, errno, "instance %s: cannot open its %s namespace", name,
                                      capsa_inst_ns_names[i]);
-        if (ns_identity (fd, &id) < 0 || !same_id (&id, &st->ns[i])) {
+        if (inst_ns_identity (fd, &id) < 0 || !inst_same_id (&id, &st->ns[i])) {
             close (fd);
             return capsa_error_make (err, 0, "instance %s: its %s namespace is not the one recorded when it started; "
                                              "not joining it",
                                      name, capsa_inst_ns_names[i]);
         }
-        if (own_ns (i, &self) == 0 && same_id (&self, &id)) {
+        if (inst_own_ns (i, &self) == 0 && inst_same_id (&self, &id)) {
             close (fd); /* ours already: nothing to enter */
             continue;
         }
@@ -800,7 +484,7 @@ verify_and_open (struct capsa_container *c, struct capsa_instance *in, capsa_err
     }
     /* The namespaces were those of the live process recorded, not of a
      * later one with its number. */
-    if (proc_info (procfd, &pi, NULL) < 0 || ended (pi.state) || pi.start != st->start)
+    if (inst_proc_info (procfd, &pi, NULL) < 0 || inst_ended (pi.state) || pi.start != st->start)
         return capsa_error_make (err, 0, "instance %s ended while it was being joined", name);
     if (in->nsfd[INST_NS_MNT] < 0 || in->nsfd[INST_NS_PID] < 0)
         return capsa_error_make (err, 0, "instance %s: process %d is not in a container", name, (int) st->pid);
@@ -820,13 +504,13 @@ verify_and_open (struct capsa_container *c, struct capsa_instance *in, capsa_err
     uid_t owner = (uid_t) -1;
     struct capsa_inst_id parent_id, self_user;
     cleanup_close int parent = ioctl (userfd, NS_GET_PARENT);
-    if (parent < 0 || ns_identity (parent, &parent_id) < 0 || own_ns (INST_NS_USER, &self_user) < 0
-        || !same_id (&parent_id, &self_user) || ioctl (userfd, NS_GET_OWNER_UID, &owner) < 0 || owner != c->user.uid)
+    if (parent < 0 || inst_ns_identity (parent, &parent_id) < 0 || inst_own_ns (INST_NS_USER, &self_user) < 0
+        || !inst_same_id (&parent_id, &self_user) || ioctl (userfd, NS_GET_OWNER_UID, &owner) < 0 || owner != c->user.uid)
         return capsa_error_make (err, 0, "instance %s: its user namespace is not one you created", name);
     /* --fakeroot: the caller is root in it (the kernel's map, not the
      * record, says so). */
     cleanup_free char *map = NULL;
-    if (read_at (procfd, "uid_map", &map, err) < 0)
+    if (inst_read_at (procfd, "uid_map", &map, err) < 0)
         return -1;
     char want[32];
     snprintf (want, sizeof (want), "%u", (unsigned) c->user.uid);
@@ -986,14 +670,14 @@ capsa_instance_join (struct capsa_container *c, capsa_error_t *err)
     int r;
     if (priv) {
         capsa_privs_state_begin ();
-        int dfd = root_state_dir (c->user.uid, false, err);
-        r = dfd < 0 ? -1 : state_read (dfd, name, c->user.uid, true, &in->st, err);
+        int dfd = inst_root_state_dir (c->user.uid, false, err);
+        r = dfd < 0 ? -1 : inst_state_read (dfd, name, c->user.uid, true, &in->st, err);
         if (dfd >= 0)
             close (dfd);
         capsa_privs_state_end ();
     } else {
-        int dfd = user_dir (&c->user, "state", false, err);
-        r = dfd < 0 ? -1 : state_read (dfd, name, c->user.uid, false, &in->st, err);
+        int dfd = inst_user_dir (&c->user, "state", false, err);
+        r = dfd < 0 ? -1 : inst_state_read (dfd, name, c->user.uid, false, &in->st, err);
         if (dfd >= 0)
             close (dfd);
     }
@@ -1032,359 +716,4 @@ capsa_instance_join (struct capsa_container *c, capsa_error_t *err)
     }
     verbosef ("joining instance %s (init pid %d)", name, (int) in->st.pid);
     return join_run (c, err);
-}
-
-/* ---- list and stop ----------------------------------------------------------- */
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-
-struct target {
-    struct capsa_inst_state st;
-    int pidfd;         /* of the init, to signal it without a race; -1 if none */
-    bool running;      /* the init, when listed */
-    bool init_up, mon_up;
-};
-
-/* Does the process PID, started at START, still run?  (Its number may
- * be another process's by now: the start time tells.) */
-static bool
-proc_alive (pid_t pid, uint64_t start, bool priv)
-{
-    struct proc_info pi;
-    if (priv)
-        capsa_privs_state_begin ();
-    int fd = open_proc (pid, NULL);
-    bool alive = fd >= 0 && proc_info (fd, &pi, NULL) == 0 && !ended (pi.state) && pi.start == start;
-    if (fd >= 0)
-        close (fd);
-    if (priv)
-        capsa_privs_state_end ();
-    return alive;
-}
-
-/* A pidfd of the init of T, checked after it is open (so that it is that
- * process and no later one with its number); -1 if it has ended or the
- * kernel has no pidfd_open (Linux < 5.3: then kill() after a check). */
-static int
-pidfd_of (const struct target *t, bool priv)
-{
-    int fd = (int) syscall (SYS_pidfd_open, t->st.pid, 0);
-    if (fd >= 0 && !proc_alive (t->st.pid, t->st.start, priv)) {
-        close (fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void
-send_signal (struct target *t, int sig, bool priv)
-{
-    int r;
-    if (t->pidfd >= 0)
-        r = (int) syscall (SYS_pidfd_send_signal, t->pidfd, sig, NULL, 0);
-    else if (proc_alive (t->st.pid, t->st.start, priv))
-        r = kill (t->st.pid, sig);
-    else
-        return;
-    if (r < 0 && errno != ESRCH)
-        warnf ("cannot signal instance %s: %s", t->st.name, strerror (errno));
-}
-
-static double
-monotonic (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (double) now.tv_sec + (double) now.tv_nsec / 1e9;
-}
-
-/* Until DEADLINE, wait for the inits (or the monitors, MONITORS) still
- * marked up to end; returns how many are left. */
-static size_t
-wait_ended (struct target *t, size_t n, bool monitors, double deadline, bool priv)
-{
-    for (;;) {
-        size_t left = 0;
-        for (size_t i = 0; i < n; i++) {
-            bool *up = monitors ? &t[i].mon_up : &t[i].init_up;
-            if (!*up)
-                continue;
-            *up = monitors ? proc_alive (t[i].st.monitor, t[i].st.monitor_start, priv)
-                           : proc_alive (t[i].st.pid, t[i].st.start, priv);
-            left += *up;
-        }
-        if (left == 0 || monotonic () >= deadline)
-            return left;
-        usleep (20000);
-    }
-}
-
-/* Stop the running targets: SIG to each init, up to TIMEOUT seconds for
- * them to end, then SIGKILL; then wait for their monitors (which stop the
- * FUSE servers once their container has ended), killed after a while. */
-static void
-stop_targets (struct target *t, size_t n, int sig, long timeout, bool priv)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!t[i].init_up)
-            continue;
-        infof ("stopping instance %s (image %s, init pid %d)", t[i].st.name, t[i].st.image, (int) t[i].st.pid);
-        send_signal (&t[i], sig, priv);
-    }
-    if (wait_ended (t, n, false, monotonic () + (double) timeout, priv) > 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (!t[i].init_up)
-                continue;
-            infof ("killing instance %s (init pid %d): still running after %ld s", t[i].st.name, (int) t[i].st.pid,
-                   timeout);
-            send_signal (&t[i], SIGKILL, priv);
-        }
-        wait_ended (t, n, false, monotonic () + 10, priv);
-    }
-    /* fuse2fs may write its cache back before the monitor ends. */
-    if (wait_ended (t, n, true, monotonic () + (timeout > 10 ? (double) timeout : 10.0), priv) > 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (!t[i].mon_up || !proc_alive (t[i].st.monitor, t[i].st.monitor_start, priv))
-                continue;
-            warnf ("instance %s: its monitor (pid %d) did not end; killing it", t[i].st.name, (int) t[i].st.monitor);
-            kill (t[i].st.monitor, SIGKILL);
-        }
-        wait_ended (t, n, true, monotonic () + 5, priv);
-    }
-}
-
-struct cmd {
-    bool stop, all;
-    int sig;
-    long timeout;
-    const char *pattern;
-    size_t matched, failed;
-};
-
-/* List or stop WHO's instances whose records are in DIRFD and match;
- * PRIV: root's directory (setuid mode: state brackets around each
- * access), else WHO's own. */
-static int
-act_on_dir (struct cmd *cmd, int dirfd, uid_t who, bool priv, capsa_error_t *err)
-{
-    struct strv names = { 0 };
-    if (priv)
-        capsa_privs_state_begin ();
-    int dup_fd = dup (dirfd);
-    DIR *d = dup_fd >= 0 ? fdopendir (dup_fd) : NULL;
-    if (d == NULL) {
-        int e = errno;
-        if (dup_fd >= 0)
-            close (dup_fd);
-        if (priv)
-            capsa_privs_state_end ();
-        return capsa_error_make (err, e, "cannot read the instance directory");
-    }
-    for (struct dirent *e = readdir (d); e; e = readdir (d))
-        if (e->d_name[0] != '.' && capsa_inst_name_valid (e->d_name) && fnmatch (cmd->pattern, e->d_name, 0) == 0)
-            strv_push (&names, e->d_name);
-    closedir (d);
-
-    struct target *t = xcalloc (names.n + 1, sizeof (*t));
-    size_t n = 0;
-    for (size_t i = 0; i < names.n; i++) {
-        capsa_error_t e = NULL;
-        struct target *x = &t[n];
-        x->pidfd = -1;
-        if (state_read (dirfd, names.v[i], who, priv, &x->st, &e) < 0) {
-            if (e && e->code != ENOENT) {
-                warnf ("removing a damaged instance record: %s", e->msg);
-                unlinkat (dirfd, names.v[i], 0);
-            }
-            capsa_error_free (&e);
-            continue;
-        }
-        x->running = inst_running (&x->st, NULL) == 1;
-        n++;
-    }
-    if (priv)
-        capsa_privs_state_end ();
-    cmd->matched += n;
-
-    bool *keep = xcalloc (n + 1, sizeof (bool));
-    if (!cmd->stop) {
-        for (size_t i = 0; i < n; i++) {
-            t[i].st.has_state = true;
-            t[i].st.running = t[i].running;
-            cleanup_free char *text = capsa_inst_state_format (&t[i].st);
-            fputs (text, stdout);
-            keep[i] = t[i].running;
-        }
-        fflush (stdout);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            t[i].pidfd = t[i].running ? pidfd_of (&t[i], priv) : -1;
-            t[i].init_up = t[i].running;
-            t[i].mon_up = t[i].running;
-        }
-        stop_targets (t, n, cmd->sig, cmd->timeout, priv);
-        for (size_t i = 0; i < n; i++) {
-            if (t[i].pidfd >= 0)
-                close (t[i].pidfd);
-            /* A record goes only once nothing of it runs. */
-            if (t[i].running && (proc_alive (t[i].st.pid, t[i].st.start, priv)
-                                 || proc_alive (t[i].st.monitor, t[i].st.monitor_start, priv))) {
-                errorf ("instance %s could not be stopped", t[i].st.name);
-                keep[i] = true;
-                cmd->failed++;
-            }
-        }
-    }
-
-    /* Records of what ended (or was just stopped) go. */
-    if (priv)
-        capsa_privs_state_begin ();
-    for (size_t i = 0; i < n; i++) {
-        if (keep[i])
-            continue;
-        if (!t[i].running && !cmd->stop)
-            debugf ("instance %s has ended: its record is removed", t[i].st.name);
-        /* Removed only if it is still this record (not a new instance of
-         * the same name started meanwhile). */
-        struct capsa_inst_state now;
-        if (state_read (dirfd, t[i].st.name, who, priv, &now, NULL) == 0) {
-            if (now.pid == t[i].st.pid && now.start == t[i].st.start)
-                unlinkat (dirfd, t[i].st.name, 0);
-            capsa_inst_state_free (&now);
-        }
-    }
-    if (priv)
-        capsa_privs_state_end ();
-    for (size_t i = 0; i < n; i++) {
-        if (cmd->stop && !t[i].running)
-            infof ("instance %s had already ended; its record is removed", t[i].st.name);
-        capsa_inst_state_free (&t[i].st);
-    }
-    free (keep);
-    free (t);
-    strv_free (&names);
-    return 0;
-}
-
-static int
-parse_signal (const char *s)
-{
-    long n;
-    if (parse_long (s, 1, 64, &n) == 0)
-        return (int) n;
-    return -1;
-}
-
-int
-capsa_instance_command (int argc, char **argv, struct capsa_conf *conf, bool setuid_install, uid_t uid, gid_t gid)
-{
-    static const struct option longopts[] = {
-        { "user", required_argument, NULL, 'u' },   { "all", no_argument, NULL, 'a' },
-        { "signal", required_argument, NULL, 's' }, { "timeout", required_argument, NULL, 't' },
-        { NULL, 0, NULL, 0 },
-    };
-    capsa_error_t err = NULL;
-    struct cmd cmd = { .sig = SIGINT, .timeout = 10, .pattern = "*" };
-    const char *user = NULL;
-    int c;
-
-    (void) conf;
-    if (argc < 2 || (strcmp (argv[1], "list") != 0 && strcmp (argv[1], "stop") != 0))
-        capsa_die ("usage: starter instance list|stop [--user=NAME] [--all] [--signal=N] [--timeout=S] [PATTERN]");
-    cmd.stop = strcmp (argv[1], "stop") == 0;
-    optind = 0;
-    opterr = 0;
-    argc--;
-    argv++;
-    while ((c = getopt_long (argc, argv, "+", longopts, NULL)) != -1) {
-        long v;
-        switch (c) {
-        case 'u':
-            user = optarg;
-            break;
-        case 'a':
-            cmd.all = true;
-            break;
-        case 's':
-            if ((cmd.sig = parse_signal (optarg)) < 0)
-                capsa_die ("invalid --signal '%s'", optarg);
-            break;
-        case 't':
-            if (parse_long (optarg, 0, 86400, &v) < 0)
-                capsa_die ("invalid --timeout '%s' (seconds)", optarg);
-            cmd.timeout = v;
-            break;
-        default:
-            capsa_die ("unknown option '%s' for 'starter instance'", argv[optind - 1]);
-        }
-    }
-    bool named = optind < argc;
-    if (optind < argc)
-        cmd.pattern = argv[optind++];
-    if (optind < argc)
-        capsa_die ("unexpected argument '%s'", argv[optind]);
-    if (cmd.stop && !cmd.all && !named)
-        capsa_die ("stop: name an instance, or give --all");
-    if (cmd.all)
-        cmd.pattern = "*";
-
-    /* Whose instances. */
-    struct capsa_user target = { .uid = uid, .gid = gid };
-    struct passwd *pw = user ? getpwnam (user) : getpwuid (uid);
-    if (user && uid != 0)
-        capsa_die ("only root may list or stop another user's instances (--user)");
-    if (pw == NULL)
-        capsa_die ("user %s is not in the password database", user ? user : "(caller)");
-    target.uid = pw->pw_uid;
-    target.gid = pw->pw_gid;
-    target.name = xstrdup (pw->pw_name);
-    target.home = xstrdup (pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : "/");
-
-    /* 1. Root's records (root and setuid instances). */
-    if (uid == 0 || setuid_install) {
-        capsa_privs_state_begin ();
-        int dfd = root_state_dir (target.uid, false, &err);
-        capsa_privs_state_end ();
-        if (dfd >= 0) {
-            int r = act_on_dir (&cmd, dfd, target.uid, true, &err);
-            close (dfd);
-            if (r < 0)
-                capsa_error_fatal (&err);
-        } else if (err && err->code != ENOENT) {
-            capsa_error_fatal (&err);
-        }
-        capsa_error_free (&err);
-    }
-    /* 2. Nothing privileged is left to do: the owner's own records
-     *    (user-namespace instances), read as the owner for good. */
-    if (target.uid != 0) {
-        if (uid == 0) {
-            if (capsa_privs_helper_drop (MODE_ROOT, target.uid, target.gid, &err) < 0)
-                capsa_error_fatal (&err);
-        } else if (setuid_install && capsa_privs_init (MODE_USERNS, uid, gid, &err) < 0) {
-            capsa_error_fatal (&err);
-        }
-        int dfd = user_dir (&target, "state", false, &err);
-        if (dfd >= 0) {
-            int r = act_on_dir (&cmd, dfd, target.uid, false, &err);
-            close (dfd);
-            if (r < 0)
-                capsa_error_fatal (&err);
-        } else if (err && err->code != ENOENT) {
-            capsa_error_fatal (&err);
-        }
-        capsa_error_free (&err);
-    }
-    if (cmd.stop && cmd.matched == 0)
-    {
-        if (cmd.all)
-            capsa_die ("no instance to stop");
-        capsa_die ("no instance matches %s", cmd.pattern);
-    }
-    return cmd.failed > 0 ? CAPSA_EXIT_FATAL : 0;
 }

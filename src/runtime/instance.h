@@ -1,7 +1,9 @@
 /* Instances: containers that run detached, which the user joins, lists and
  * stops (capsa instance ..., exec|run|shell instance://NAME).  The
- * starter's side; the records are runtime/inststate.h.  SECURITY.md
- * ("Instances") says why it is built this way.
+ * starter's side: start and join in instance.c, list and stop in
+ * instctl.c, the records' directories and checks in inststore.c
+ * (instance_int.h), their text in inststate.h.  SECURITY.md ("Instances")
+ * says why it is built this way.
  *
  * Where the state lives, decided by the mode the instance runs in:
  *   root, setuid   CAPSA_RUNSTATEDIR/instances/UID/NAME, root's (every
