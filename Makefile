@@ -11,6 +11,9 @@ BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec
 SYSCONFDIR ?= $(PREFIX)/etc
 MANDIR     ?= $(PREFIX)/share/man
+# Root's records of running instances (src/runtime/instance.h): a tmpfs,
+# emptied at boot, where the pids they name mean something.
+RUNSTATEDIR ?= /run/capsa
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR    ?=
 VERSION    := 0.1.0
@@ -70,7 +73,7 @@ CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 # read images, built with -DCAPSA_LIGHT; everything else is delegated to
 # the full front end (libexec/capsa/tools), see src/cmd/light.c.
 LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c src/cmd/sif.c src/cmd/envopt.c \
-               src/cmd/capability.c src/cmd/light.c
+               src/cmd/capability.c src/cmd/light.c src/cmd/instance.c
 LIGHT_OBJ   := $(LIGHT_SRC:%.c=$(BUILDDIR)/light/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
 CRYPTFUSE_OBJ := $(CRYPTFUSE_SRC:%.c=$(BUILDDIR)/%.o)
@@ -101,8 +104,8 @@ all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM) $(UNIT_BI
 # only when they change so that a PREFIX change rebuilds what depends on it.
 $(BUILDDIR)/config.h: FORCE
 	@mkdir -p $(BUILDDIR)
-	@printf '#define CAPSA_VERSION "%s"\n#define CAPSA_SYSCONFDIR "%s/capsa"\n#define CAPSA_LIBEXECDIR "%s/capsa"\n#define CAPSA_BINDIR "%s"\n' \
-	    '$(VERSION)' '$(SYSCONFDIR)' '$(LIBEXECDIR)' '$(BINDIR)' > $@.tmp
+	@printf '#define CAPSA_VERSION "%s"\n#define CAPSA_SYSCONFDIR "%s/capsa"\n#define CAPSA_LIBEXECDIR "%s/capsa"\n#define CAPSA_BINDIR "%s"\n#define CAPSA_RUNSTATEDIR "%s"\n' \
+	    '$(VERSION)' '$(SYSCONFDIR)' '$(LIBEXECDIR)' '$(BINDIR)' '$(RUNSTATEDIR)' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
 $(BUILDDIR)/%.o: %.c $(BUILDDIR)/config.h

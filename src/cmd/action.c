@@ -22,6 +22,7 @@
 #include "lib/utils.h"
 #include "policy/seccomp_compile.h"
 #include "runtime/caps.h"
+#include "runtime/inststate.h"
 #include "sif/sif.h"
 
 /* What the front end does with an option of Apptainer's actions. */
@@ -51,7 +52,7 @@ static const struct optdef optdefs[] = {
     { "bind", 'B', true, K_PASS, NULL },
     { "blkio-weight", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
     { "blkio-weight-device", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
-    { "boot", 0, false, K_REFUSE, "instances are not supported" },
+    { "boot", 0, false, K_REFUSE, "--boot (the image's own init system as an instance) is not supported" },
     { "cdi-dirs", 0, true, K_REFUSE, "CDI devices are not supported" },
     { "cleanenv", 'e', false, K_PASS, NULL },
     { "compat", 0, false, K_FRONT, NULL },
@@ -111,6 +112,7 @@ static const struct optdef optdefs[] = {
     { "oom-kill-disable", 0, false, K_REFUSE, "cgroup resource limits are not supported" },
     { "overlay", 'o', true, K_PASS, NULL },
     { "passphrase", 0, false, K_FRONT, NULL },
+    { "pid-file", 0, true, K_FRONT, NULL },
     { "pem-path", 0, true, K_FRONT, NULL },
     { "pid", 'p', false, K_PASS, NULL },
     { "pids-limit", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
@@ -179,7 +181,7 @@ static const struct envdef envdefs[] = {
     { "IGNORE_USERNS", "ignore-userns" }, { "UNDERLAY", "underlay" }, { "SHARENS", "sharens" },
     { "RUNSCRIPT_TIMEOUT", "runscript-timeout" }, { "NETNS_PATH", "netns-path" },
     { "INTEL_HPU", "intel-hpu" },  { "APP", "app" },             { "APPNAME", "app" },
-    { "TMPDIR", "tmpdir" },
+    { "TMPDIR", "tmpdir" },       { "PID_FILE", "pid-file" },
 };
 
 static const struct optdef *
@@ -209,6 +211,7 @@ struct action {
     struct strv add_caps, drop_caps;
     bool passphrase, no_pid, compat, containall, no_privs, fakeroot, disable_cache;
     const char *pem_path, *tmpdir;
+    const char *pid_file; /* instance start/run */
 };
 
 static bool
@@ -263,6 +266,8 @@ take (struct action *a, const struct optdef *d, const char *value, const char *f
         a->disable_cache = true;
     } else if (strcmp (n, "tmpdir") == 0) {
         a->tmpdir = value;
+    } else if (strcmp (n, "pid-file") == 0) {
+        a->pid_file = value;
     } else if (strcmp (n, "no-pid") == 0) {
         a->no_pid = true;
     } else if (strcmp (n, "compat") == 0) {
@@ -552,6 +557,15 @@ expand (struct action *a)
 int
 cmd_action (int argc, char **argv)
 {
+    return capsa_cmd_action_main (argc, argv, false);
+}
+
+/* exec, run, shell, test; with INSTANCE, `instance start|run` (argv[0]
+ * "start" or "run"): IMAGE is followed by the instance's NAME, and the
+ * starter runs under capsa_cmd_instance_launch (src/cmd/instance.c). */
+int
+capsa_cmd_action_main (int argc, char **argv, bool instance)
+{
     struct action a = { .cmd = argv[0] };
     struct strv args = { 0 };
     const char *starter = CAPSA_LIBEXECDIR "/starter";
@@ -566,6 +580,20 @@ cmd_action (int argc, char **argv)
     int img = parse_cmdline (&a, argc, argv);
     take_env (&a);
     expand (&a);
+    const char *name = NULL;
+    if (instance) {
+        if (img + 1 >= argc)
+            capsa_die ("usage: capsa instance %s [options] IMAGE NAME [ARGS...]", argv[0]);
+        name = argv[img + 1];
+        if (!capsa_inst_name_valid (name))
+            capsa_die ("'%s' is not a valid instance name (letters, digits, '.', '_' and '-')", name);
+        if (strncmp (argv[img], "instance://", 11) == 0)
+            capsa_die ("an instance cannot be started from another one (%s)", argv[img]);
+    } else if (a.pid_file != NULL && on_cmdline (&a, "pid-file")) {
+        capsa_die ("--pid-file is an option of 'instance start' and 'instance run'");
+    }
+    /* instance://NAME: the instance's image is mounted already. */
+    const bool join = !instance && img < argc && strncmp (argv[img], "instance://", 11) == 0;
 
     strv_push (&args, "capsa-starter");
     switch (capsa_log_get_level ()) {
@@ -589,7 +617,7 @@ cmd_action (int argc, char **argv)
 
     /* The image first: a URI becomes the cached SIF (pulled when needed),
      * as the user, before anything else. */
-    if (img < argc) {
+    if (img < argc && !join) {
         char *cached = capsa_cmd_resolve_uri (argv[img], a.disable_cache, a.tmpdir);
         if (cached != NULL)
             argv[img] = cached;
@@ -599,13 +627,22 @@ cmd_action (int argc, char **argv)
         add_security (&a, a.security.v[i], &t);
     for (size_t i = 0; i < a.pass.n; i++)
         strv_push (&args, a.pass.v[i]);
-    if (img < argc)
+    if (instance) {
+        strv_push_take (&args, xasprintf ("--instance=%s", name));
+        if (a.pid_file != NULL)
+            strv_push_take (&args, xasprintf ("--pid-file=%s", a.pid_file));
+    }
+    if (join && (a.passphrase || a.pem_path))
+        verbosef ("%s: the key is not needed, the instance's image is open already", argv[img]);
+    else if (img < argc)
         prepare_key (argv[img], a.passphrase, a.pem_path, &args);
     else if (a.passphrase || a.pem_path)
         capsa_die ("%s: missing IMAGE", a.cmd);
     if (img < argc && strcmp (argv[img - 1], "--") == 0)
         strv_push (&args, "--");
     for (int i = img; i < argc; i++) {
+        if (instance && i == img + 1)
+            continue; /* NAME went as --instance */
         strv_push (&args, argv[i]);
         if (test && i == img) {
             strv_push (&args, "/bin/sh");
@@ -614,6 +651,8 @@ cmd_action (int argc, char **argv)
             strv_push (&args, "/.singularity.d/test");
         }
     }
+    if (instance)
+        return capsa_cmd_instance_launch (starter, &args, name);
     execv (starter, args.v);
     capsa_die ("cannot run the starter %s: %s", starter, strerror (errno));
 }

@@ -10,6 +10,14 @@
 #include "lib/error.h"
 
 int cmd_action (int argc, char **argv);   /* exec, run, shell, test: src/cmd/action.c */
+int cmd_instance (int argc, char **argv); /* instance start|run|stop|list|stats: src/cmd/instance.c */
+/* The actions' option handling, also for `instance start|run` (INSTANCE:
+ * argv[0] is "start" or "run", and NAME follows IMAGE). */
+int capsa_cmd_action_main (int argc, char **argv, bool instance);
+/* Run the starter (ARGS) that starts instance NAME, its output going to
+ * the instance's logs; report how it went (src/cmd/instance.c). */
+struct strv;
+int capsa_cmd_instance_launch (const char *starter, struct strv *args, const char *name);
 int cmd_run_help (int argc, char **argv); /* src/cmd/inspect.c */
 int cmd_sif (int argc, char **argv);      /* src/cmd/sif.c */
 int cmd_inspect (int argc, char **argv);  /* src/cmd/inspect.c */

@@ -26,6 +26,7 @@ static const char overview[] =
     "  config    give users subordinate ids for --fakeroot (config fakeroot, root only)\n"
     "  sif       read and write Singularity Image Format files; alias: siftool\n"
     "  capability  manage capability grants (add, drop, list, avail); alias: caps\n"
+    "  instance  services in the background: instance start, run, list, stop, stats\n"
     "  version   print capsa's version\n"
     "  help      show help for a command\n"
     "\n"
@@ -245,6 +246,38 @@ static const struct help helps[] = {
     { "version", "capsa version",
       "Print capsa's version and the Apptainer release it follows.  Called as 'apptainer' or\n"
       "'singularity', print the bare version Apptainer's 'version' prints (docs/apptainer.md).\n" },
+    { "instance", "capsa instance start|run [--pid-file FILE] [options] IMAGE NAME [ARGS...]\n"
+                  "       capsa instance list [--json|--logs] [--user USER] [NAME-PATTERN]\n"
+                  "       capsa instance stop [--all] [--force] [--signal SIG] [--timeout S] [--user USER] [NAME]\n"
+                  "       capsa instance stats [--json] [--no-stream] [--user USER] NAME",
+      "Instances are containers that run in the background, detached from the terminal, until\n"
+      "stopped: a service (a database, a web server, Jupyter) that other commands join.\n"
+      "\n"
+      "  start   run the image's %startscript (/.singularity.d/startscript) with ARGS, or only\n"
+      "          an init that waits when it has none; the instance stays up when it ends\n"
+      "  run     the same with the image's %runscript\n"
+      "  list    the running instances (NAME-PATTERN: a shell pattern); --json, --logs (their\n"
+      "          log files); one that has ended is reported once and its record removed\n"
+      "  stop    send SIG (default SIGINT; -F/--force: SIGKILL) to the instance's init, which\n"
+      "          passes it to its command; after -t/--timeout S seconds (default 10) it is\n"
+      "          killed; nothing of it is left (processes, mounts, record); -a/--all: all yours\n"
+      "  stats   CPU, memory, PIDs and I/O of the instance's cgroup (cgroup v2), when it has one\n"
+      "          of its own (capsa creates none: start it in one, e.g. systemd-run --user --scope)\n"
+      "\n"
+      "start and run take every option of 'capsa exec' (binds, --fakeroot, --userns,\n"
+      "--writable-tmpfs, --net, encrypted and oras:// images, ...), plus --pid-file FILE (write\n"
+      "the pid of the instance's init to FILE).  An instance always has a PID namespace of its\n"
+      "own (--pid, with an init as PID 1).  Its output goes to\n"
+      "~/.capsa/instances/logs/HOST/USER/NAME.out and .err; what capsa said while starting it\n"
+      "is shown.  Names: letters, digits, '.', '_' and '-'.\n"
+      "\n"
+      "'capsa exec|run|shell|test instance://NAME ...' runs a command inside the running\n"
+      "instance: in its namespaces and its root, as yourself, with the capabilities, seccomp\n"
+      "filters and environment of any 'capsa exec' (APPTAINER_INSTANCE=NAME).  Options that\n"
+      "would change the instance's mounts or namespaces are ignored.  --user (root only) names\n"
+      "another user's instances.  Variables: PID_FILE; list: JSON, LOGS; stop: ALL, FORCE,\n"
+      "SIGNAL (as CAPSA_X, APPTAINER_X or SINGULARITY_X).  See capsa-instance(1) and\n"
+      "docs/instances.md.\n" },
     { "help", "capsa help [COMMAND]", "Show help for COMMAND.\n" },
 };
 
@@ -260,7 +293,7 @@ capsa_print_help (const char *cmd)
             continue;
         printf ("Usage: %s\n\n%s", helps[i].usage, helps[i].body);
         if (strcmp (cmd, "exec") == 0 || strcmp (cmd, "run") == 0 || strcmp (cmd, "shell") == 0
-            || strcmp (cmd, "test") == 0)
+            || strcmp (cmd, "test") == 0 || strcmp (cmd, "instance") == 0)
             printf ("\n%s", action_options);
         return 0;
     }

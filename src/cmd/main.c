@@ -36,13 +36,13 @@ static const struct command commands[] = {
     { "registry", cmd_registry },
     { "test", cmd_action },   { "run-help", cmd_run_help }, { "siftool", cmd_sif },
     { "config", cmd_config },   { "overlay", cmd_overlay },
+    { "instance", cmd_instance },
 };
 
 /* Apptainer's commands that capsa does not have, and why. */
 static const struct {
     const char *name, *why;
 } unsupported[] = {
-    { "instance", "instances (long-running containers) are not supported" },
     { "checkpoint", "DMTCP checkpoints are not supported" },
     { "key", "PGP keys and image signatures are not supported" },
     { "keyserver", "PGP keys and image signatures are not supported" },

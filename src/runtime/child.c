@@ -11,7 +11,11 @@
  *      the caller's umask
  *   7. LSM labels and seccomp, last; under --pid the init process
  *      (init.c); exec through the image's /bin/sh running the action
- *      script (envscript.c), or directly when the image has no shell */
+ *      script (envscript.c), or directly when the image has no shell
+ *
+ * Steps 4 to 7 (capsa_container_command) are also those of a command
+ * joining an instance (instance.c), which enters the instance's
+ * namespaces instead of steps 1 to 3. */
 #include "runtime/container.h"
 
 #include <errno.h>
@@ -23,6 +27,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "runtime/instance.h"
 #include "runtime/overlay.h"
 #include "runtime/privs.h"
 
@@ -88,7 +93,6 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
 {
     capsa_error_t err = NULL;
     struct capsa_opts *o = c->opts;
-    struct strv argv = { 0 };
 
     /* 1. Die with the monitor (armed again after the final drop, which
      *    clears it). */
@@ -123,9 +127,28 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
     /* 3. The root. */
     if (capsa_container_setup_root (c, sock, &err) < 0)
         capsa_error_fatal (&err);
+    capsa_container_command (c, sock);
+}
+
+noreturn void
+capsa_container_command (struct capsa_container *c, int sock)
+{
+    capsa_error_t err = NULL;
+    struct capsa_opts *o = c->opts;
+    struct strv argv = { 0 };
+    /* Starting an instance: its init runs whatever the command is (none
+     * without a %startscript); joining one: no init of our own. */
+    const bool starting = c->instance != NULL && !c->instance->join;
+    const bool joining = c->instance != NULL && c->instance->join;
 
     /* What to run. */
-    if (o->action == ACTION_EXEC) {
+    if (o->action == ACTION_START) {
+        if (exists_exec ("/.singularity.d/startscript")) {
+            strv_push (&argv, "/.singularity.d/startscript");
+            for (int i = 0; i < o->ncmd; i++)
+                strv_push (&argv, o->cmd[i]);
+        }
+    } else if (o->action == ACTION_EXEC) {
         for (int i = 0; i < o->ncmd; i++)
             strv_push (&argv, o->cmd[i]);
     } else if (o->action == ACTION_RUN && exists_exec ("/.singularity.d/runscript")) {
@@ -152,7 +175,8 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
     /* 4. Everything privileged is done: drop it all, in one place. */
     if (capsa_drop_privileges (c, sock, &err) < 0)
         capsa_error_fatal (&err);
-    close (sock);
+    if (!starting)
+        close (sock);
 
     /* 5. and 6., as the user. */
     enter_workdir (c);
@@ -172,7 +196,9 @@ capsa_container_child (struct capsa_container *c, int sock, pid_t monitor)
      *    process, which the command and its filters share. */
     if (capsa_security_apply (c, &err) < 0)
         capsa_error_fatal (&err);
-    if (o->pid_ns && !o->no_init)
+    if (starting)
+        capsa_init_start_instance (argv.n > 0, sock);
+    else if (o->pid_ns && !o->no_init && !joining)
         capsa_init_start ();
 
     /* Through the image's shell, which runs the action script (the

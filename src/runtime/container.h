@@ -39,6 +39,8 @@
 
 enum capsa_mode { MODE_ROOT, MODE_SETUID, MODE_USERNS };
 
+struct capsa_instance;
+
 struct capsa_user {
     uid_t uid;
     gid_t gid;
@@ -102,6 +104,8 @@ struct capsa_container {
     struct strv env_file_vars; /* --env-file assignments, evaluated once (envfile.c) */
     struct strv env_final; /* KEY=VALUE set last, literally (SHELL of `shell`) */
     mode_t umask;         /* the caller's, for the command (not with --no-umask) */
+    /* An instance started or joined (runtime/instance.h), or NULL. */
+    struct capsa_instance *instance;
 };
 
 /* Open the image and the host paths (called with the caller's identity,
@@ -120,6 +124,10 @@ int capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, u
 
 /* The child, from clone() to exec (src/runtime/child.c). */
 noreturn void capsa_container_child (struct capsa_container *c, int sock, pid_t monitor);
+/* Its second half, from the root in place to exec: what to run, the final
+ * drop, working directory, environment, LSM labels, seccomp, the init and
+ * exec.  Also the path of a command joining an instance (instance.c). */
+noreturn void capsa_container_command (struct capsa_container *c, int sock);
 
 /* Run FN (ARG) in a forked process that has given up root for good and is
  * the user (setuid mode; in the other modes FN runs here).  FN's error
@@ -170,6 +178,12 @@ bool capsa_env_needs_shell (const struct capsa_container *c);
  * forwards signals to it, reaps every child and exits with the command's
  * status.  Called after the final drop. */
 void capsa_init_start (void);
+/* An instance's init (instance start): the same, except that it outlives
+ * its command and ends on a signal once the command has ended (a stop);
+ * without a command (no %startscript) it only waits for that signal and
+ * never returns.  SOCK (the monitor's socket) is closed once the command
+ * runs, which tells the monitor the instance is up. */
+void capsa_init_start_instance (bool command, int sock);
 char *capsa_passwd_content (const struct capsa_container *c, const char *image_passwd);
 char *capsa_group_content (const struct capsa_container *c, const char *image_group);
 

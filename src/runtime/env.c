@@ -28,6 +28,7 @@
 
 #include "runtime/container.h"
 #include "runtime/envfile.h"
+#include "runtime/instance.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -260,6 +261,10 @@ capsa_env_build (struct capsa_container *c, struct strv *warnings)
         cleanup_free char *name = xasprintf ("%sNAME", runtime[i]);
         env_set (&c->env, container, image);
         env_set (&c->env, name, base);
+        if (c->instance != NULL) {
+            cleanup_free char *inst = xasprintf ("%sINSTANCE", runtime[i]);
+            env_set (&c->env, inst, c->instance->name);
+        }
         if (o->no_eval) {
             cleanup_free char *k = xasprintf ("%sNO_EVAL", runtime[i]);
             env_set (&c->env, k, "1");

@@ -20,6 +20,7 @@
  *     init exits with its status (128+N after signal N), which ends the
  *     namespace and every process left in it. */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,77 @@ init_loop (pid_t cmd, const sigset_t *all)
             _exit (WIFSIGNALED (status) ? 128 + WTERMSIG (status) : WEXITSTATUS (status));
         }
     }
+}
+
+/* An instance's init: the command (CMD > 0) runs in a process group of
+ * its own, so that a stop signal reaches it and whatever it started in
+ * that group.  A signal while the command runs goes to its group and is
+ * remembered; when the command ends after one, init ends with 128+N (and
+ * the namespace with it).  A signal after the command ended (or with no
+ * command at all) ends init at once: that is `instance stop`.  Without a
+ * signal, init outlives its command: the instance stays up, as
+ * Apptainer's does, until stopped.  SIGCONT and SIGWINCH never stop it. */
+static noreturn void
+instance_loop (pid_t cmd, const sigset_t *all)
+{
+    int stop_sig = 0;
+    bool cmd_done = cmd <= 0;
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo (all, &si);
+        if (sig < 0)
+            continue; /* EINTR */
+        if (sig == SIGCHLD) {
+            for (;;) {
+                int status;
+                pid_t w = waitpid (-1, &status, WNOHANG);
+                if (w <= 0)
+                    break;
+                if (w == cmd && (WIFEXITED (status) || WIFSIGNALED (status)))
+                    cmd_done = true;
+            }
+            if (cmd_done && stop_sig != 0)
+                _exit (128 + stop_sig);
+            continue;
+        }
+        if (sig == SIGCONT || sig == SIGWINCH || sig == SIGURG)
+            continue;
+        if (!cmd_done && kill (-cmd, sig) == 0) {
+            stop_sig = sig;
+            continue;
+        }
+        _exit (128 + sig);
+    }
+}
+
+void
+capsa_init_start_instance (bool command, int sock)
+{
+    sigset_t all, old;
+    sigfillset (&all);
+    sigdelset (&all, SIGSEGV);
+    sigdelset (&all, SIGBUS);
+    sigdelset (&all, SIGILL);
+    sigdelset (&all, SIGFPE);
+    if (sigprocmask (SIG_SETMASK, &all, &old) < 0)
+        capsa_die ("cannot start the instance's init: %s", strerror (errno));
+    pid_t pid = -1;
+    if (command) {
+        pid = fork ();
+        if (pid < 0)
+            capsa_die ("cannot start the instance's init: %s", strerror (errno));
+        if (pid == 0) {
+            /* The command, in a group of its own, with the signal mask it
+             * had; its copy of SOCK closes when it execs. */
+            setpgid (0, 0);
+            sigprocmask (SIG_SETMASK, &old, NULL);
+            return;
+        }
+        setpgid (pid, pid); /* (either may run first) */
+    }
+    prctl (PR_SET_NAME, "appinit", 0, 0, 0);
+    close (sock);
+    instance_loop (pid, &all);
 }
 
 void

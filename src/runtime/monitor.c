@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "runtime/fusebroker.h"
 #include "runtime/idmap.h"
+#include "runtime/instance.h"
 #include "runtime/privs.h"
 
 static volatile sig_atomic_t child_pid;
@@ -164,6 +165,10 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         if (write (sv[0], "R", 1) != 1)
             break;
     }
+    /* An instance (instance.h): its child runs its command; the starter
+     * records it, or the child ends. */
+    if (c->instance != NULL && !c->instance->join)
+        capsa_instance_monitor_ready (c, pid);
     close (sv[0]);
     if (c->opts->key_fd >= 0) {
         close (c->opts->key_fd);

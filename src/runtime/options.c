@@ -12,6 +12,8 @@ capsa_action_from_name (const char *name, enum capsa_action *out)
         *out = ACTION_RUN;
     else if (strcmp (name, "shell") == 0)
         *out = ACTION_SHELL;
+    else if (strcmp (name, "start") == 0)
+        *out = ACTION_START;
     else
         return -1;
     return 0;
@@ -101,6 +103,8 @@ enum {
     OPT_NO_INIT,
     OPT_NO_UMASK,
     OPT_NO_EVAL,
+    OPT_INSTANCE,
+    OPT_PID_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -139,6 +143,8 @@ static const struct option long_opts[] = {
     { "writable", no_argument, NULL, 'w' },
     { "writable-tmpfs", no_argument, NULL, OPT_WRITABLE_TMPFS },
     { "overlay", required_argument, NULL, 'o' },
+    { "instance", required_argument, NULL, OPT_INSTANCE },
+    { "pid-file", required_argument, NULL, OPT_PID_FILE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -317,6 +323,12 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             if (capsa_opts_add_overlay (o, optarg, err) < 0)
                 return -1;
             break;
+        case OPT_INSTANCE:
+            set_str (&o->instance, optarg);
+            break;
+        case OPT_PID_FILE:
+            set_str (&o->pid_file, optarg);
+            break;
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -339,6 +351,11 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         return capsa_error_make (err, 0, "exec: missing COMMAND (usage: capsa exec [options] IMAGE COMMAND [ARGS...])");
     if (o->action == ACTION_SHELL && o->ncmd > 0)
         return capsa_error_make (err, 0, "shell: unexpected argument '%s'", o->cmd[0]);
+    if ((o->action == ACTION_START) != (o->instance != NULL) && !(o->action == ACTION_RUN && o->instance))
+        return capsa_error_make (err, 0, "%s", o->instance ? "--instance is for start and run"
+                                                            : "start: runs an instance (--instance=NAME)");
+    if (o->pid_file && !o->instance)
+        return capsa_error_make (err, 0, "--pid-file is for instances");
     if (o->network != NULL) {
         if (strcmp (o->network, "none") != 0)
             return capsa_error_make (err, 0, "--network '%s' is not supported (allowed: none)", o->network);
@@ -372,6 +389,8 @@ capsa_opts_free (struct capsa_opts *o)
     free (o->drop_caps);
     free (o->selinux);
     free (o->apparmor);
+    free (o->instance);
+    free (o->pid_file);
     strv_free (&o->seccomp_paths);
     strv_free (&o->env);
     strv_free (&o->env_files);

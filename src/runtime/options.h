@@ -13,7 +13,8 @@
 #include "lib/error.h"
 #include "lib/utils.h"
 
-enum capsa_action { ACTION_EXEC, ACTION_RUN, ACTION_SHELL };
+/* ACTION_START: an instance's %startscript (instance start). */
+enum capsa_action { ACTION_EXEC, ACTION_RUN, ACTION_SHELL, ACTION_START };
 
 struct capsa_bind {
     char *src;
@@ -74,6 +75,10 @@ struct capsa_opts {
     bool skip_all_bind_paths;    /* --no-mount bind-paths */
     struct strv skip_bind_paths; /* --no-mount /DEST: 'bind path' entries not bound */
     struct strv warnings;        /* for the starter to print (unknown --no-mount names) */
+    /* Instances (src/runtime/instance.h): start (or run) detached as the
+     * instance NAME; the pid of its init written to pid_file. */
+    char *instance;
+    char *pid_file;
 };
 
 enum {

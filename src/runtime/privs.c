@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include <stdnoreturn.h>
 
 _Static_assert (CAPSA_SECUREBITS
                     == (SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE
@@ -24,9 +25,17 @@ _Static_assert (CAPSA_SECUREBITS
 
 /* ---- 1. starter start ------------------------------------------------------ */
 
+/* What capsa_privs_init decided last, for the state brackets (-1: none). */
+static int starter_mode = -1;
+static uid_t starter_uid;
+static gid_t starter_gid;
+
 int
 capsa_privs_init (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err)
 {
+    starter_mode = (int) mode;
+    starter_uid = uid;
+    starter_gid = gid;
     switch (mode) {
     case MODE_ROOT:
         return 0;
@@ -50,6 +59,34 @@ capsa_privs_init (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err
     return 0;
 }
 
+/* ---- 1b. the starter's own state (instance.c) ------------------------------- */
+
+static noreturn void
+state_identity_failed (const char *what)
+{
+    capsa_die ("cannot %s privileges around the instance state: %s", what, strerror (errno));
+}
+
+void
+capsa_privs_state_begin (void)
+{
+    if (starter_mode != MODE_SETUID)
+        return;
+    if (setresuid (-1, 0, -1) < 0 || setresgid (-1, 0, -1) < 0)
+        state_identity_failed ("raise");
+}
+
+void
+capsa_privs_state_end (void)
+{
+    if (starter_mode != MODE_SETUID)
+        return;
+    if (setresgid (-1, starter_gid, -1) < 0 || setresuid (-1, starter_uid, -1) < 0)
+        state_identity_failed ("lower");
+    if (geteuid () != starter_uid || (uid_t) setfsuid ((uid_t) -1) != starter_uid)
+        capsa_die ("the effective uid is not the user's after the instance state");
+}
+
 /* ---- 2. the monitor -------------------------------------------------------- */
 
 int
@@ -65,6 +102,19 @@ capsa_privs_raise (struct capsa_container *c, capsa_error_t *err)
 int
 capsa_privs_drop_monitor (struct capsa_container *c, capsa_error_t *err)
 {
+    if (c->mode == MODE_USERNS) {
+        /* Nothing to give up, except after joining an instance's user
+         * namespace (instance.c), which gave every capability of that
+         * namespace: none is kept. */
+        cap_t none = cap_init ();
+        int r = none ? cap_set_proc (none) : -1;
+        int e = errno;
+        if (none)
+            cap_free (none);
+        if (r < 0)
+            return capsa_error_make (err, e, "cannot drop capabilities");
+        return 0;
+    }
     if (c->mode != MODE_SETUID)
         return 0;
     if (setresgid (c->user.gid, c->user.gid, c->user.gid) < 0 || setresuid (c->user.uid, c->user.uid, c->user.uid) < 0)

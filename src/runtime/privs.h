@@ -29,7 +29,17 @@
 /* 1. Lower (setuid mode) or give up for good (any other non-root mode). */
 int capsa_privs_init (enum capsa_mode mode, uid_t uid, gid_t gid, capsa_error_t *err);
 
-/* 2. The monitor: root for clone(), then never again. */
+/* 1b. The starter's own instance state (instance.c): in setuid mode, root's
+ * effective ids around an access to root's state directory
+ * (CAPSA_RUNSTATEDIR/instances) or to /proc/PID of a process the state
+ * names; a no-op in the other modes.  Never around a path the user chose.
+ * A failure to change identity ends the process (exit 255). */
+void capsa_privs_state_begin (void);
+void capsa_privs_state_end (void);
+
+/* 2. The monitor: root for clone(), then never again.  (In a user
+ * namespace, drop_monitor empties the capability sets: a monitor that
+ * joined an instance's user namespace holds them.) */
 int capsa_privs_raise (struct capsa_container *c, capsa_error_t *err);
 int capsa_privs_drop_monitor (struct capsa_container *c, capsa_error_t *err);
 

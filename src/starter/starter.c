@@ -10,6 +10,10 @@
  *
  * Usage (from the capsa front end):
  *   starter [-q|-v|-d] [--config=FILE] exec|run|shell [options] IMAGE [COMMAND...]
+ *   starter [-q|-v|-d] [--config=FILE] start|run --instance=NAME [options] IMAGE [ARGS...]
+ *   starter [-q|-v|-d] exec|run|shell [options] instance://NAME [COMMAND...]
+ *   starter [-q|-v|-d] instance list|stop [--user=NAME] [--all] [--signal=N] [--timeout=S] [NAME]
+ * (instances: runtime/instance.h)
  *
  * --config=FILE (capsa's -c/--config) replaces capsa.conf only where no
  * privilege is used with it: for root, and for a user in user-namespace
@@ -32,6 +36,7 @@
 #include "lib/utils.h"
 #include "runtime/conf.h"
 #include "runtime/container.h"
+#include "runtime/instance.h"
 #include "runtime/privs.h"
 
 extern char **environ;
@@ -209,7 +214,8 @@ main (int argc, char **argv)
             capsa_die ("unknown global option '%s'", argv[i]);
     }
     if (i >= argc)
-        capsa_die ("usage: starter [-q|-v|-d] [--config=FILE] exec|run|shell [options] IMAGE [COMMAND...]");
+        capsa_die ("usage: starter [-q|-v|-d] [--config=FILE] exec|run|shell|start [options] IMAGE [COMMAND...]\n"
+                   "       starter [-q|-v|-d] instance list|stop [options] [NAME]");
 
     /* Configuration from the compiled-in path only.  In a setuid install it
      * must be root's and not writable by anyone else. */
@@ -217,9 +223,21 @@ main (int argc, char **argv)
     if (capsa_conf_load (&conf, CAPSA_SYSCONFDIR "/capsa.conf", setuid_install, &err) < 0)
         capsa_error_fatal (&err);
 
+    /* Listing and stopping instances (runtime/instance.h). */
+    if (strcmp (argv[i], "instance") == 0) {
+        if (config != NULL)
+            capsa_die ("--config is not used by 'instance'");
+        return capsa_instance_command (argc - i, argv + i, &conf, setuid_install, uid, gid);
+    }
+
     if (capsa_opts_parse (&opts, argc - i, argv + i, &err) < 0)
         capsa_error_fatal (&err);
     check_passed_fds (&opts);
+    /* Joining an instance (instance://NAME): where its record is decides
+     * the mode. */
+    const bool join = capsa_instance_is_uri (opts.image);
+    if (join && capsa_instance_join_options (&opts, setuid_install, uid, conf.allow_setuid, &err) < 0)
+        capsa_error_fatal (&err);
     if (config != NULL && setuid_install && uid != 0 && !opts.userns)
         capsa_die ("--config %s: a configuration file of your choice is used only by root and in user-namespace "
                    "mode (add --userns); the setuid starter reads only %s/capsa.conf",
@@ -278,7 +296,12 @@ main (int argc, char **argv)
     if (c.host_cwd == NULL)
         warnf ("cannot determine the current directory: %s", strerror (errno));
 
-    rc = capsa_container_run (&c, &err);
+    if (join)
+        rc = capsa_instance_join (&c, &err);
+    else if (opts.instance != NULL)
+        rc = capsa_instance_start (&c, &err);
+    else
+        rc = capsa_container_run (&c, &err);
     if (rc < 0)
         capsa_error_fatal (&err);
     return rc;

@@ -146,8 +146,8 @@ for opt in --nv "--app foo" "--memory 1G" --sharens "--scratch /s"; do
     run "$CAPSA" exec $opt "$IMG_DIR" true
     expect_eq "exec $opt: refused with exit 255" 255 "$RC"
 done
-run "$CAPSA" instance start "$IMG_DIR" x
-expect_match "an Apptainer command capsa lacks: a precise FATAL" "^FATAL: +instance: instances .* are not supported" "$OUT"
+run "$CAPSA" checkpoint create x
+expect_match "an Apptainer command capsa lacks: a precise FATAL" "^FATAL: +checkpoint: DMTCP checkpoints are not supported" "$OUT"
 
 # Workflow managers' calls (Snakemake): --quiet --silent exec --home DIR IMG sh -c CMD,
 # per-task variables as SINGULARITYENV_ (the runtime turns them into variables).

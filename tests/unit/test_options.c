@@ -136,6 +136,36 @@ test_actions (void)
     CHECK (capsa_action_from_name ("Exec", &a) < 0, "action names are case-sensitive");
 }
 
+/* Instances (src/runtime/instance.h): start and run with --instance. */
+static void
+test_instances (void)
+{
+    struct capsa_opts o;
+    cleanup_free char *m1 = parse (&o, "start", "--instance=web", "--pid-file", "/tmp/p", "img", "a", NULL);
+    CHECK (m1 == NULL && o.action == ACTION_START && strcmp (str_or_empty (o.instance), "web") == 0
+               && strcmp (str_or_empty (o.pid_file), "/tmp/p") == 0 && o.ncmd == 1,
+           "start --instance=NAME --pid-file FILE IMAGE ARGS");
+    capsa_opts_free (&o);
+    cleanup_free char *m2 = parse (&o, "run", "--instance", "web", "img", NULL);
+    CHECK (m2 == NULL && o.action == ACTION_RUN && strcmp (str_or_empty (o.instance), "web") == 0,
+           "run --instance NAME IMAGE");
+    capsa_opts_free (&o);
+    cleanup_free char *m3 = parse (&o, "start", "img", NULL);
+    CHECK (contains (m3, "runs an instance"), "start without --instance refused");
+    capsa_opts_free (&o);
+    cleanup_free char *m4 = parse (&o, "exec", "--instance=web", "img", "true", NULL);
+    CHECK (contains (m4, "--instance is for start and run"), "exec --instance refused");
+    capsa_opts_free (&o);
+    cleanup_free char *m5 = parse (&o, "exec", "--pid-file=/tmp/p", "img", "true", NULL);
+    CHECK (contains (m5, "--pid-file is for instances"), "--pid-file without an instance refused");
+    capsa_opts_free (&o);
+    cleanup_free char *m6 = parse (&o, "exec", "instance://web", "true", NULL);
+    CHECK (m6 == NULL && strcmp (str_or_empty (o.image), "instance://web") == 0, "exec instance://NAME parses");
+    capsa_opts_free (&o);
+    enum capsa_action a;
+    CHECK (capsa_action_from_name ("start", &a) == 0 && a == ACTION_START, "action name start");
+}
+
 static void
 test_unknown (void)
 {
@@ -530,6 +560,7 @@ main (void)
     test_regressions ();
     test_writable ();
     test_actions ();
+    test_instances ();
     test_unknown ();
     test_binds ();
     test_home ();
