@@ -102,6 +102,9 @@ struct capsa_container {
     struct strv env_file_vars; /* --env-file assignments, evaluated once (envfile.c) */
     struct strv env_final; /* KEY=VALUE set last, literally (SHELL of `shell`) */
     mode_t umask;         /* the caller's, for the command (not with --no-umask) */
+    /* GPUs (runtime/gpu.h): library directories that got libraries
+     * (GPU_LIBDIR, GPU_LIB32DIR), and what was found (gpu.c). */
+    unsigned gpu_libdirs, gpu_found;
 };
 
 /* Open the image and the host paths (called with the caller's identity,

@@ -74,6 +74,11 @@ struct capsa_opts {
     bool skip_all_bind_paths;    /* --no-mount bind-paths */
     struct strv skip_bind_paths; /* --no-mount /DEST: 'bind path' entries not bound */
     struct strv warnings;        /* for the starter to print (unknown --no-mount names) */
+    /* GPUs (issue 18, runtime/gpu.h): --nv, --rocm, --no-nv, --no-rocm, and
+     * the host files the front end found for them, "KIND:PATH" (--gpu-file,
+     * each checked again by the starter against the administrator's lists). */
+    bool nv, rocm, no_nv, no_rocm;
+    struct strv gpu_files;
 };
 
 enum {
