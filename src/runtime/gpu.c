@@ -34,6 +34,25 @@
 
 enum { FOUND_NV = 1 << 0, FOUND_ROCM = 1 << 1 };
 
+#define GPU_LIST_MAX_SIZE (1024 * 1024)
+
+int
+capsa_gpu_list_load (const char *path, bool strict, struct capsa_gpu_list *out, capsa_error_t *err)
+{
+    cleanup_free char *text = NULL;
+    size_t len;
+    cleanup_close int fd = capsa_open_trusted_file (path, strict, err);
+    if (fd < 0)
+        return -1;
+    if (read_fd_all (fd, GPU_LIST_MAX_SIZE, &text, &len, err) < 0)
+        return capsa_error_wrap (err, "%s", path);
+    if (strlen (text) != len)
+        return capsa_error_make (err, 0, "%s: contains a NUL byte", path);
+    capsa_gpu_list_parse (text, out);
+    return 0;
+}
+
+
 static bool
 want_nv (const struct capsa_container *c)
 {
@@ -137,7 +156,6 @@ capsa_gpu_prepare_files (struct capsa_container *c, capsa_error_t *err)
         /* As Apptainer: the GPU's files are binds of host files. */
         warnf ("ignoring the GPU libraries and programs: user bind control is disabled by the administrator ('user "
                "bind control = no'); only the GPU devices are used");
-        c->gpu_found |= (nv ? FOUND_NV : 0) | (rocm ? FOUND_ROCM : 0);
         ret = 0;
         goto out;
     }
@@ -188,7 +206,6 @@ capsa_gpu_prepare_files (struct capsa_container *c, capsa_error_t *err)
         }
         debugf ("%s %s -> %s", what, path, dst);
         add_bind (c, fd, dst, false, true, false, what);
-        c->gpu_found |= found;
     }
 
     /* The persistence daemon's socket (Apptainer binds it too), when there
@@ -385,26 +402,32 @@ capsa_gpu_prepare_devices (struct capsa_container *c, bool no_dev, bool minimal_
         rocmdevs += one_device (&x, "kfd", GPU_DRIVER_KFD);
         rocmdevs += one_device (&x, "dri", GPU_DRIVER_DRM);
     }
-    if (no_dev && nvdevs + rocmdevs > 0)
-        verbosef ("GPU devices are not bound: /dev is not mounted ('mount dev = no' or --no-mount dev)");
+    c->gpu_found = (nvdevs > 0 ? FOUND_NV : 0) | (rocmdevs > 0 ? FOUND_ROCM : 0);
 
-    if (nvdevs > 0)
-        c->gpu_found |= FOUND_NV;
-    if (rocmdevs > 0)
-        c->gpu_found |= FOUND_ROCM;
-    if (nv && !(c->gpu_found & FOUND_NV)) {
+    /* One WARNING when the GPU asked for cannot be used, and the container
+     * runs (as Apptainer's); only a note when capsa.conf asked for it (a
+     * cluster-wide 'always use nv' on nodes without GPUs), or when
+     * --nvccli selected no device (the front end said why). */
+    bool none_selected = false;
+    for (size_t i = 0; i < o->gpu_files.n; i++)
+        none_selected |= strcmp (o->gpu_files.v[i], "dev:none") == 0;
+    if (nv && nvdevs == 0 && !none_selected) {
         if (o->nv)
-            warnf ("--nv: no NVIDIA driver found on this host (no library of nvliblist.conf in the linker cache, no "
-                   "/dev/nvidia* device): the container runs without a GPU");
+            warnf ("--nv: no NVIDIA GPU on this host (no /dev/nvidia* device): the container runs without one");
         else
-            verbosef ("'always use nv': no NVIDIA driver found on this host");
+            verbosef ("'always use nv = yes': no NVIDIA GPU on this host (no /dev/nvidia* device)");
     }
-    if (rocm && !(c->gpu_found & FOUND_ROCM)) {
+    if (rocm && rocmdevs == 0) {
         if (o->rocm)
-            warnf ("--rocm: no ROCm driver found on this host (no library of rocmliblist.conf in the linker cache, no "
-                   "/dev/kfd or /dev/dri): the container runs without a GPU");
+            warnf ("--rocm: no AMD GPU on this host (no /dev/kfd, no /dev/dri): the container runs without one");
         else
-            verbosef ("'always use rocm': no ROCm driver found on this host");
+            verbosef ("'always use rocm = yes': no AMD GPU on this host (no /dev/kfd, no /dev/dri)");
+    }
+    if (no_dev && nvdevs + rocmdevs > 0) {
+        if (o->nv || o->rocm)
+            warnf ("the GPU devices are not bound: /dev is not mounted ('mount dev = no' or --no-mount dev)");
+        else
+            verbosef ("the GPU devices are not bound: /dev is not mounted ('mount dev = no' or --no-mount dev)");
     }
     return 0;
 }

@@ -1,13 +1,10 @@
 /* The pure parts of GPU support (gpu.h): the administrator's lists,
- * `ldconfig -p`, /proc/devices, the --gpu-file syntax.  No I/O but
- * capsa_gpu_list_load; tests/unit/test_gpu.c. */
+ * `ldconfig -p`, /proc/devices, the --gpu-file syntax.  No I/O
+ * (tests/unit/test_gpu.c, tests/fuzz/fuzz_options.c). */
 #include "runtime/gpu.h"
 
 #include <string.h>
 
-#include "runtime/conf.h"
-
-#define GPU_LIST_MAX_SIZE (1024 * 1024)
 
 void
 capsa_gpu_list_parse (const char *text, struct capsa_gpu_list *out)
@@ -33,22 +30,6 @@ capsa_gpu_list_free (struct capsa_gpu_list *l)
     strv_free (&l->libs);
     strv_free (&l->bins);
     strv_free (&l->files);
-}
-
-int
-capsa_gpu_list_load (const char *path, bool strict, struct capsa_gpu_list *out, capsa_error_t *err)
-{
-    cleanup_free char *text = NULL;
-    size_t len;
-    cleanup_close int fd = capsa_open_trusted_file (path, strict, err);
-    if (fd < 0)
-        return -1;
-    if (read_fd_all (fd, GPU_LIST_MAX_SIZE, &text, &len, err) < 0)
-        return capsa_error_wrap (err, "%s", path);
-    if (strlen (text) != len)
-        return capsa_error_make (err, 0, "%s: contains a NUL byte", path);
-    capsa_gpu_list_parse (text, out);
-    return 0;
 }
 
 static const char *

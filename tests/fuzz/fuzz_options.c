@@ -9,7 +9,7 @@
  * (from -B and --mount, whose parsers are src/runtime/bindspec.c).
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/runtime/options.c src/runtime/bindspec.c
+// fuzz-sources: src/runtime/options.c src/runtime/bindspec.c src/runtime/gpulist.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
