@@ -160,6 +160,10 @@ capsa_gpu_prepare_files (struct capsa_container *c, capsa_error_t *err)
         goto out;
     }
 
+    if (o->writable && c->image.kind == IMAGE_DIR && nfiles > 0)
+        warnf ("--writable: the GPU files are bound only where the directory image %s has their mount points "
+               "(capsa creates nothing in it)",
+               c->image.path);
     for (size_t i = 0; i < o->gpu_files.n; i++) {
         const char *item = o->gpu_files.v[i];
         const char *colon = strchr (item, ':');

@@ -202,6 +202,20 @@ gpu root "--nv $IMG /probe"
 expect_match "root: user bind control = no does not limit root" "^lib libcuda.so.1$" "$OUT"
 install -m 0644 "$TOP/etc/capsa.conf" "$ETC/capsa.conf"
 
+# --writable on a directory image: capsa creates no mount point in it, so
+# the GPU files go only where it has them; one WARNING says so.
+cp -a "$IMG" "$WORK/wimg" && mkdir -p "$WORK/wimg/dev" "$WORK/wimg/proc" "$WORK/wimg/sys" "$WORK/wimg/.singularity.d/libs" \
+    && touch "$WORK/wimg/.singularity.d/libs/libcuda.so.1"
+gpu root "--writable --nv $WORK/wimg /probe"
+expect_match "root: --writable --nv: one WARNING" \
+    "^WARNING: --writable: the GPU files are bound only where the directory image $WORK/wimg has their mount points" "$OUT"
+expect_eq "root: --writable --nv: ... only one" "1" "$(printf '%s\n' "$OUT" | grep -c '^WARNING')"
+expect_match "root: --writable --nv: the library whose mount point exists is bound, the rest left out" \
+    "^lib libcuda.so.1 ld=/.singularity.d/libs .*cuInit=0" "$(printf '%s' "$OUT" | grep -v '^WARNING' | tr '\n' ' ')"
+expect_nomatch "root: --writable --nv: nothing created in the image" "^smi|libnvidia-ml" "$OUT"
+expect_absent "root: --writable --nv: no new file in the image" "$WORK/wimg/usr/bin/nvidia-smi" \
+    "$WORK/wimg/.singularity.d/libs/libnvidia-ml.so.1"
+
 # --compat32: the 32-bit build into /.singularity.d/libs32.
 if [ "$have32" = 1 ]; then
     for mode in setuid userns; do
@@ -411,3 +425,12 @@ expect_absent "the stand-in devices are gone" /dev/nvidia0 /dev/nvidia1 /dev/nvi
     /dev/nvidia-capsatest-lnk /dev/nvidia-capsatest-blk /dev/nvidia-capsatest-mem /dev/nvidia-capsatest-dir "$LDCONF"
 expect_eq "the linker cache is as before" "$before" "$(ldconfig -p | sort)"
 no_leftover_mounts "no capsa mount left on the host"
+
+# ---- 3. the real check skips (77, not a pass) where there is no GPU -------
+if [ "$real_nv" = 0 ]; then
+    OUT=$(CAPSA=$CAPSA bash "$TOP/tests/gpu/real.sh" 2>&1); RC=$?
+    expect_rc "tests/gpu/real.sh exits 77 (skipped) on a machine without a GPU" 77
+    expect_match "tests/gpu/real.sh says why" "^SKIP: no NVIDIA GPU" "$OUT"
+else
+    skip "tests/gpu/real.sh skips without a GPU" "this machine has NVIDIA devices: run tests/gpu/real.sh"
+fi
