@@ -11,9 +11,8 @@
  * control = no' they are left out, as in Apptainer.  The devices are found
  * here, in the host's /dev, never taken from the front end (which can
  * only narrow them, for --nvccli): only character devices directly there
- * (or in a directory of them, /dev/dri, /dev/nvidia-caps), on the host's
- * /dev itself, whose major number /proc/devices gives to this GPU driver
- * or to none.  They are bound like a user's `-B /dev/X` (hostmounts.h):
+ * (or in a directory of them, /dev/dri, /dev/nvidia-caps), whose major
+ * number /proc/devices gives to this GPU driver or to none.  They are bound like a user's `-B /dev/X` (hostmounts.h):
  * into capsa's minimal /dev, without nodev; with the host's whole /dev
  * ('mount dev = yes') they are there already. */
 #include "runtime/gpu.h"
@@ -275,21 +274,21 @@ dir_ok (int dirfd, dev_t dev, enum capsa_gpu_driver driver, const char *devices,
 }
 
 /* The host's /dev/NAME (DEVFD) as a GPU device of DRIVER: a character
- * device (or a directory of them) on /dev itself, not a symlink.  Returns
+ * device (or a directory of them, all on one file system), not a symlink.
+ * (Such a node may be a mount of its own: a container engine binds GPU
+ * nodes into a container's /dev; a bind keeps its source's nodev.)  Returns
  * an O_PATH descriptor, -1 when there is none, -2 (with a warning) when
  * there is something else by that name. */
 static int
 open_device (int devfd, const char *name, enum capsa_gpu_driver driver, const char *devices, bool *is_dir)
 {
-    struct stat st, top;
+    struct stat st;
     char why[512] = "";
     cleanup_close int fd = openat (devfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    if (fstat (fd, &st) < 0 || fstat (devfd, &top) < 0) {
+    if (fstat (fd, &st) < 0) {
         snprintf (why, sizeof (why), "%s", strerror (errno));
-    } else if (st.st_dev != top.st_dev) {
-        snprintf (why, sizeof (why), "it is not a node of the host's /dev (another mount)");
     } else if (S_ISCHR (st.st_mode)) {
         cleanup_free char *drv = capsa_gpu_char_driver (devices, major (st.st_rdev));
         if (!capsa_gpu_major_ok (driver, drv))
@@ -300,7 +299,7 @@ open_device (int devfd, const char *name, enum capsa_gpu_driver driver, const ch
         int dfd = open (buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
             snprintf (why, sizeof (why), "cannot be listed: %s", strerror (errno));
-        else if (!dir_ok (dfd, top.st_dev, driver, devices, 0, why, sizeof (why)) && why[0] == '\0')
+        else if (!dir_ok (dfd, st.st_dev, driver, devices, 0, why, sizeof (why)) && why[0] == '\0')
             snprintf (why, sizeof (why), "not a directory of GPU devices");
         if (dfd >= 0)
             close (dfd);
