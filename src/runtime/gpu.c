@@ -395,7 +395,8 @@ capsa_gpu_prepare_devices (struct capsa_container *c, bool no_dev, bool minimal_
             if (strncmp (e->d_name, "nvidia", 6) == 0)
                 strv_push (&names, e->d_name);
         closedir (d);
-        qsort (names.v, names.n, sizeof (char *), name_cmp);
+        if (names.n > 1)
+            qsort (names.v, names.n, sizeof (char *), name_cmp);
         for (size_t i = 0; i < names.n; i++)
             if (selected (o, names.v[i]) && one_device (&x, names.v[i], GPU_DRIVER_NVIDIA))
                 nvdevs++;
