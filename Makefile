@@ -73,7 +73,7 @@ CMD_OBJ     := $(CMD_SRC:%.c=$(BUILDDIR)/%.o)
 # read images, built with -DCAPSA_LIGHT; everything else is delegated to
 # the full front end (libexec/capsa/tools), see src/cmd/light.c.
 LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c src/cmd/sif.c src/cmd/envopt.c \
-               src/cmd/capability.c src/cmd/light.c src/cmd/instance.c
+               src/cmd/capability.c src/cmd/light.c src/cmd/instance.c src/cmd/gpu.c
 LIGHT_OBJ   := $(LIGHT_SRC:%.c=$(BUILDDIR)/light/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
 CRYPTFUSE_OBJ := $(CRYPTFUSE_SRC:%.c=$(BUILDDIR)/%.o)
@@ -155,8 +155,9 @@ $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(LIGHT_OBJ:.o=.d) $(STARTER_OBJ:.o=.d) $(CRYPTFUSE_OBJ:.o=.d) $(SECCOMPC_OBJ:.o=.d)
 
 # The starter is the only privileged program: setuid root, not readable
-# or writable by others.  capsa.conf and capability.json are kept when they
-# already exist (an administrator's edits survive a reinstall).
+# or writable by others.  capsa.conf, capability.json and the GPU lists
+# (nvliblist.conf, rocmliblist.conf) are kept when they already exist (an
+# administrator's edits survive a reinstall).
 install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
 	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
@@ -171,6 +172,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 	install -m 0644 $(FUSESHIM) $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json || install -m 0644 etc/capability.json $(DESTDIR)$(SYSCONFDIR)/capsa/capability.json
+	for f in nvliblist.conf rocmliblist.conf; do test -e $(DESTDIR)$(SYSCONFDIR)/capsa/$$f || install -m 0644 etc/$$f $(DESTDIR)$(SYSCONFDIR)/capsa/$$f; done
 	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles
 	install -m 0644 etc/seccomp-profiles/default.json $(DESTDIR)$(SYSCONFDIR)/capsa/seccomp-profiles/default.json
 	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR)

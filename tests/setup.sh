@@ -10,6 +10,8 @@ export TUSER=capsa-u1 TUSER2=capsa-u2
 # Every test starts from the shipped configuration.
 install -m 0644 "$TOP/etc/capsa.conf" "$CAPSA_PREFIX/etc/capsa/capsa.conf"
 install -m 0644 "$TOP/etc/capability.json" "$CAPSA_PREFIX/etc/capsa/capability.json"
+install -m 0644 "$TOP/etc/nvliblist.conf" "$CAPSA_PREFIX/etc/capsa/nvliblist.conf"
+install -m 0644 "$TOP/etc/rocmliblist.conf" "$CAPSA_PREFIX/etc/capsa/rocmliblist.conf"
 
 source "$TOP/tests/fixtures.sh"
 IMG_DIR=$(fixture_busybox_dir) && IMG_SQFS=$(fixture_busybox_sqfs) || return 1

@@ -100,15 +100,15 @@ static const struct optdef optdefs[] = {
     { "no-https", 0, false, K_FRONT, NULL },
     { "no-init", 0, false, K_PASS, NULL },
     { "no-mount", 0, true, K_PASS, NULL },
-    { "no-nv", 0, false, K_NOOP, "capsa binds no GPU libraries" },
+    { "no-nv", 0, false, K_FRONT, NULL },
     { "no-pid", 0, false, K_FRONT, NULL },
     { "no-privs", 0, false, K_PASS, NULL },
-    { "no-rocm", 0, false, K_NOOP, "capsa binds no GPU libraries" },
+    { "no-rocm", 0, false, K_FRONT, NULL },
     { "no-umask", 0, false, K_PASS, NULL },
     { "nohttps", 0, false, K_FRONT, NULL },
-    { "nv", 0, false, K_REFUSE, "GPU support (--nv) is not implemented" },
-    { "nvccli", 0, false, K_REFUSE, "GPU support (--nvccli) is not implemented" },
-    { "compat32", 0, false, K_REFUSE, "GPU support (--compat32) is not implemented" },
+    { "nv", 0, false, K_FRONT, NULL },
+    { "nvccli", 0, false, K_FRONT, NULL },
+    { "compat32", 0, false, K_FRONT, NULL },
     { "oom-kill-disable", 0, false, K_REFUSE, "cgroup resource limits are not supported" },
     { "overlay", 'o', true, K_PASS, NULL },
     { "passphrase", 0, false, K_FRONT, NULL },
@@ -117,7 +117,7 @@ static const struct optdef optdefs[] = {
     { "pid", 'p', false, K_PASS, NULL },
     { "pids-limit", 0, true, K_REFUSE, "cgroup resource limits are not supported" },
     { "pwd", 0, true, K_PASS, NULL },
-    { "rocm", 0, false, K_REFUSE, "GPU support (--rocm) is not implemented" },
+    { "rocm", 0, false, K_FRONT, NULL },
     { "runscript-timeout", 0, true, K_REFUSE, "--runscript-timeout is not supported" },
     { "scratch", 'S', true, K_REFUSE, "--scratch is not supported (bind a directory of your own with -B)" },
     { "security", 0, true, K_FRONT, NULL },
@@ -134,6 +134,7 @@ static const struct optdef optdefs[] = {
     /* capsa's own, passed from here to the starter */
     { "seccomp-fd", 0, true, K_REFUSE, "--seccomp-fd is given by capsa itself; use --security seccomp:PATH" },
     { "key-fd", 0, true, K_REFUSE, "--key-fd is given by capsa itself; use --passphrase or --pem-path" },
+    { "gpu-file", 0, true, K_REFUSE, "--gpu-file is given by capsa itself; use --nv or --rocm (the files are listed in nvliblist.conf and rocmliblist.conf)" },
 };
 
 /* Option variables of the actions (Apptainer's EnvKeys): KEY is read as
@@ -210,6 +211,7 @@ struct action {
     struct strv security;     /* --security values */
     struct strv add_caps, drop_caps;
     bool passphrase, no_pid, compat, containall, no_privs, fakeroot, disable_cache;
+    struct capsa_gpu_request gpu;
     const char *pem_path, *tmpdir;
     const char *pid_file; /* instance start/run */
 };
@@ -274,6 +276,18 @@ take (struct action *a, const struct optdef *d, const char *value, const char *f
         a->compat = true;
     } else if (strcmp (n, "containall") == 0) {
         a->containall = true;
+    } else if (strcmp (n, "nv") == 0) {
+        a->gpu.nv = true;
+    } else if (strcmp (n, "nvccli") == 0) {
+        a->gpu.nvccli = true;
+    } else if (strcmp (n, "rocm") == 0) {
+        a->gpu.rocm = true;
+    } else if (strcmp (n, "compat32") == 0) {
+        a->gpu.compat32 = true;
+    } else if (strcmp (n, "no-nv") == 0) {
+        a->gpu.no_nv = true;
+    } else if (strcmp (n, "no-rocm") == 0) {
+        a->gpu.no_rocm = true;
     }
 }
 
@@ -622,6 +636,10 @@ capsa_cmd_action_main (int argc, char **argv, bool instance)
         if (cached != NULL)
             argv[img] = cached;
     }
+    /* GPUs: the host's files for --nv/--rocm, found as the user. */
+    for (size_t i = 0; i < a.pass.n; i++)
+        a.gpu.contain |= strcmp (a.pass.v[i], "--contain") == 0;
+    capsa_cmd_gpu (&a.gpu, &a.pass);
     struct capsa_seccomp_target t = seccomp_target (&a);
     for (size_t i = 0; i < a.security.n; i++)
         add_security (&a, a.security.v[i], &t);

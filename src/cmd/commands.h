@@ -61,6 +61,17 @@ int capsa_parse_bool (const char *v, bool *out);
 #include <stdnoreturn.h>
 noreturn void capsa_delegate_to_tools (void);
 
+/* GPUs (src/cmd/gpu.c): append to PASS the starter's options for the GPUs
+ * asked for (--nv, --nvccli, --rocm, --compat32; --no-nv, --no-rocm) or
+ * implied by capsa.conf ('always use nv', 'always use rocm', 'use
+ * nvidia-container-cli'): --nv/--rocm and the host's files found for them
+ * (--gpu-file=KIND:PATH).  CONTAIN: --contain is in effect. */
+struct strv;
+struct capsa_gpu_request {
+    bool nv, nvccli, rocm, compat32, no_nv, no_rocm, contain;
+};
+void capsa_cmd_gpu (const struct capsa_gpu_request *r, struct strv *pass);
+
 /* Print the help text of a command (NULL: the overview) to stdout.
  * Returns 0, or -1 when the command is unknown. */
 int capsa_print_help (const char *cmd);

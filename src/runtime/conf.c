@@ -113,6 +113,9 @@ static const struct directive directives[] = {
     D ("mount hostfs", K_BOOL, mount_hostfs),
     D ("mount slave", K_BOOL, mount_slave),
     D ("memory fs type", K_MEMFS, memory_fs),
+    D ("always use nv", K_BOOL, always_use_nv),
+    D ("use nvidia-container-cli", K_BOOL, use_nvidia_container_cli),
+    D ("always use rocm", K_BOOL, always_use_rocm),
 };
 #undef D
 

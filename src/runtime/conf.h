@@ -60,6 +60,9 @@ struct capsa_conf {
     bool mount_hostfs;     /* every mount point of the host's / bound */
     bool mount_slave;      /* host mounts propagate into the container */
     enum capsa_memfs memory_fs; /* file system of capsa's in-memory mounts */
+    /* GPUs (issue 18, runtime/gpu.h): --nv and --rocm without being asked
+     * (--no-nv, --no-rocm turn them off), --nv through nvidia-container-cli. */
+    bool always_use_nv, use_nvidia_container_cli, always_use_rocm;
     /* Directives accepted but not applied (Apptainer features capsa does
      * not have), one message each, for the starter to print as WARNING. */
     struct strv warnings;

@@ -1,5 +1,5 @@
 /* Apptainer directives that capsa accepts in capsa.conf without applying
- * them: features capsa does not have (GPUs, CNI networks, cgroups,
+ * them: features capsa does not have (CNI networks, cgroups,
  * monitoring, library downloads, plugins).  An apptainer.conf copied over
  * capsa.conf must run containers, so each is validated as Apptainer
  * validates it (its authorized values, unsigned integers) and then:
@@ -33,9 +33,6 @@ static const struct compat table[] = {
     { "enable underlay", C_ENUM, "yes,no,preferred", "yes,no",
       "capsa makes missing mount points in the overlay's private layer" },
     { "sync writable extfs", C_BOOL, NULL, "no", "capsa does not mount writable extfs images with sync" },
-    { "always use nv", C_BOOL, NULL, "no", "capsa has no GPU support (--nv)" },
-    { "use nvidia-container-cli", C_BOOL, NULL, "no", "capsa has no GPU support (--nvccli)" },
-    { "always use rocm", C_BOOL, NULL, "no", "capsa has no GPU support (--rocm)" },
     { "shared loop devices", C_BOOL, NULL, "no", "each container gets a loop device of its own" },
     { "allow net users", C_LIST, NULL, "", "capsa offers only --network none" },
     { "allow net groups", C_LIST, NULL, "", "capsa offers only --network none" },

@@ -106,6 +106,9 @@ struct capsa_container {
     mode_t umask;         /* the caller's, for the command (not with --no-umask) */
     /* An instance started or joined (runtime/instance.h), or NULL. */
     struct capsa_instance *instance;
+    /* GPUs (runtime/gpu.h): library directories that got libraries
+     * (GPU_LIBDIR, GPU_LIB32DIR), and what was found (gpu.c). */
+    unsigned gpu_libdirs, gpu_found;
 };
 
 /* Open the image and the host paths (called with the caller's identity,

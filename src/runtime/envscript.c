@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "runtime/container.h"
+#include "runtime/gpu.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -247,7 +248,22 @@ capsa_env_script (const struct capsa_container *c)
                 "if [ -n \"${SING_USER_DEFINED_APPEND_PATH:-}\" ]; then PATH=\"$PATH:$SING_USER_DEFINED_APPEND_PATH\"; fi\n"
                 "if [ -n \"${SING_USER_DEFINED_PATH:-}\" ]; then PATH=\"$SING_USER_DEFINED_PATH\"; fi\n"
                 "unset SING_USER_DEFINED_PREPEND_PATH SING_USER_DEFINED_APPEND_PATH SING_USER_DEFINED_PATH\n"
-                "export PATH\n"
+                "export PATH\n");
+    /* GPU libraries bound by --nv/--rocm (gpu.h): their directories go on
+     * LD_LIBRARY_PATH when the image's scripts did not put them there
+     * (Apptainer's 99-base.sh adds /.singularity.d/libs, its action script
+     * /.singularity.d/libs32; an image made by other tools has neither). */
+    for (unsigned bit = GPU_LIBDIR; bit <= GPU_LIB32DIR; bit <<= 1) {
+        const char *dir = bit == GPU_LIBDIR ? CAPSA_GPU_LIBDIR : CAPSA_GPU_LIB32DIR;
+        if (!(c->gpu_libdirs & bit))
+            continue;
+        str_append (&s, &len, "case \":${LD_LIBRARY_PATH:-}:\" in *:");
+        str_append (&s, &len, dir);
+        str_append (&s, &len, ":*) ;; *) LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}");
+        str_append (&s, &len, dir);
+        str_append (&s, &len, "; export LD_LIBRARY_PATH ;; esac\n");
+    }
+    str_append (&s, &len,
                 "if [ -n \"${LD_LIBRARY_PATH:-}\" ]; then\n"
                 "  if [ -n \"${PREPEND_LD_LIBRARY_PATH:-}\" ]; then LD_LIBRARY_PATH=\"$PREPEND_LD_LIBRARY_PATH:$LD_LIBRARY_PATH\"; fi\n"
                 "  if [ -n \"${APPEND_LD_LIBRARY_PATH:-}\" ]; then LD_LIBRARY_PATH=\"$LD_LIBRARY_PATH:$APPEND_LD_LIBRARY_PATH\"; fi\n"
@@ -370,6 +386,16 @@ capsa_env_direct (const struct capsa_container *c, struct strv *out)
     del (out, "SING_USER_DEFINED_PREPEND_PATH");
     del (out, "SING_USER_DEFINED_APPEND_PATH");
     del (out, "SING_USER_DEFINED_PATH");
+    for (unsigned bit = GPU_LIBDIR; bit <= GPU_LIB32DIR; bit <<= 1) {
+        const char *dir = bit == GPU_LIBDIR ? CAPSA_GPU_LIBDIR : CAPSA_GPU_LIB32DIR;
+        const char *ld = get (out, "LD_LIBRARY_PATH");
+        cleanup_free char *padded = xasprintf (":%s:", ld ? ld : "");
+        cleanup_free char *want = xasprintf (":%s:", dir);
+        if ((c->gpu_libdirs & bit) && strstr (padded, want) == NULL) {
+            cleanup_free char *v = ld && *ld ? xasprintf ("%s:%s", ld, dir) : xstrdup (dir);
+            set (out, "LD_LIBRARY_PATH", v);
+        }
+    }
     const char *ps1 = get (out, "PS1");
     if (ps1 == NULL || *ps1 == '\0')
         set (out, "PS1", "Capsa> ");

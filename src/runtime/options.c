@@ -3,6 +3,8 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "runtime/gpu.h"
+
 int
 capsa_action_from_name (const char *name, enum capsa_action *out)
 {
@@ -105,6 +107,11 @@ enum {
     OPT_NO_EVAL,
     OPT_INSTANCE,
     OPT_PID_FILE,
+    OPT_NV,
+    OPT_ROCM,
+    OPT_NO_NV,
+    OPT_NO_ROCM,
+    OPT_GPU_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -145,6 +152,11 @@ static const struct option long_opts[] = {
     { "overlay", required_argument, NULL, 'o' },
     { "instance", required_argument, NULL, OPT_INSTANCE },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
+    { "nv", no_argument, NULL, OPT_NV },
+    { "rocm", no_argument, NULL, OPT_ROCM },
+    { "no-nv", no_argument, NULL, OPT_NO_NV },
+    { "no-rocm", no_argument, NULL, OPT_NO_ROCM },
+    { "gpu-file", required_argument, NULL, OPT_GPU_FILE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -329,6 +341,25 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
         case OPT_PID_FILE:
             set_str (&o->pid_file, optarg);
             break;
+        case OPT_NV:
+            o->nv = true;
+            break;
+        case OPT_ROCM:
+            o->rocm = true;
+            break;
+        case OPT_NO_NV:
+            o->no_nv = true;
+            break;
+        case OPT_NO_ROCM:
+            o->no_rocm = true;
+            break;
+        case OPT_GPU_FILE:
+            if (capsa_gpu_file_valid (optarg) < 0)
+                return capsa_error_make (err, 0, "invalid --gpu-file '%s' (expected lib:, lib32:, bin:, file: or dev: "
+                                         "and an absolute path)",
+                                         optarg);
+            strv_push (&o->gpu_files, optarg);
+            break;
         case ':':
             return capsa_error_make (err, 0, "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -396,5 +427,6 @@ capsa_opts_free (struct capsa_opts *o)
     strv_free (&o->env_files);
     strv_free (&o->skip_bind_paths);
     strv_free (&o->warnings);
+    strv_free (&o->gpu_files);
     memset (o, 0, sizeof (*o));
 }

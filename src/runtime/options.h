@@ -79,6 +79,11 @@ struct capsa_opts {
      * instance NAME; the pid of its init written to pid_file. */
     char *instance;
     char *pid_file;
+    /* GPUs (issue 18, runtime/gpu.h): --nv, --rocm, --no-nv, --no-rocm, and
+     * the host files the front end found for them, "KIND:PATH" (--gpu-file,
+     * each checked again by the starter against the administrator's lists). */
+    bool nv, rocm, no_nv, no_rocm;
+    struct strv gpu_files;
 };
 
 enum {

@@ -289,7 +289,8 @@ drop_missing_mountpoints (struct capsa_container *c)
         /* The administrator's optional binds go quietly, as when their
          * source is missing; what the user asked for is worth a word. */
         bool optional = strcmp (b->what, "bind path") == 0 || strcmp (b->what, "resolv.conf") == 0
-                        || strcmp (b->what, "temporary directory") == 0 || strcmp (b->what, "current directory") == 0;
+                        || strcmp (b->what, "temporary directory") == 0 || strcmp (b->what, "current directory") == 0
+                        || strncmp (b->what, "GPU ", 4) == 0; /* one warning in gpu.c */
         if (optional)
             verbosef ("--writable: %s %s not mounted: %s", b->what, b->dst, why->msg);
         else

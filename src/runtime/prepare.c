@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "runtime/gpu.h"
 #include "runtime/hostmounts.h"
 #include "runtime/privs.h"
 #include "runtime/sifimage.h"
@@ -314,6 +315,11 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
         && add_host_path (c, "/etc/resolv.conf", "/etc/resolv.conf", true, true, "resolv.conf", err) < 0)
         return -1;
 
+    /* GPU files (--nv, --rocm: runtime/gpu.h), before the user's binds,
+     * which may cover them. */
+    if (capsa_gpu_prepare_files (c, err) < 0)
+        return -1;
+
     /* The user's binds.  Devices of the host's /dev (-B /dev/X, source and
      * destination the same) go into the container's /dev without nodev;
      * -B /dev is the host's whole /dev.  Others are ignored with a warning
@@ -357,6 +363,9 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
         if (add_host_path (c, b->src, b->dst, b->ro, false, "bind source", err) < 0)
             return -1;
     }
+    /* GPU devices, now that the container's /dev is decided. */
+    if (capsa_gpu_prepare_devices (c, no_dev, minimal_dev && !c->dev_host, err) < 0)
+        return -1;
 
     /* Working directory: --pwd, else the host's current directory when it is
      * visible inside (under $HOME or a bind), else it is bound itself.  It

@@ -77,15 +77,15 @@ OUT=$(warn_env APPTAINER_SILENT=1 "$CAPSA" exec "$IMG_DIR" pwd 2>&1)
 expect_eq "APPTAINER_SILENT=1" "/" "$OUT"
 OUT=$(warn_env "$BIN/singularity" --quiet --silent exec "$IMG_DIR" pwd 2>&1)
 expect_match "--quiet --silent: --quiet wins (Apptainer's order)" "^WARNING:" "$OUT"
-run "$CAPSA" --silent exec --nv "$IMG_DIR" true
+run "$CAPSA" --silent exec --app foo "$IMG_DIR" true
 expect_match "--silent keeps FATAL" "^FATAL: " "$OUT"
 # Colours on a terminal, as Apptainer; --nocolor and APPTAINER_NOCOLOR turn them off.
-OUT=$(script -qec "$CAPSA exec --nv $IMG_DIR true" /dev/null 2>&1)
+OUT=$(script -qec "$CAPSA exec --app foo $IMG_DIR true" /dev/null 2>&1)
 expect_match "on a terminal FATAL is red" $'\e\\[31mFATAL' "$OUT"
-OUT=$(script -qec "$CAPSA --nocolor exec --nv $IMG_DIR true" /dev/null 2>&1)
+OUT=$(script -qec "$CAPSA --nocolor exec --app foo $IMG_DIR true" /dev/null 2>&1)
 expect_match "--nocolor: plain FATAL" "^FATAL: " "$OUT"
 expect_nomatch "--nocolor: no escape codes" $'\e\\[' "$OUT"
-OUT=$(APPTAINER_NOCOLOR=1 script -qec "$CAPSA exec --nv $IMG_DIR true" /dev/null 2>&1)
+OUT=$(APPTAINER_NOCOLOR=1 script -qec "$CAPSA exec --app foo $IMG_DIR true" /dev/null 2>&1)
 expect_nomatch "APPTAINER_NOCOLOR=1: no escape codes" $'\e\\[' "$OUT"
 run "$CAPSA" --bogus exec "$IMG_DIR" true
 expect_eq "an unknown global option is fatal" 255 "$RC"
@@ -112,7 +112,10 @@ expect_eq "--containall --no-pid: no PID namespace" "exec --contain --cleanenv -
 starter_args "$CAPSA exec --pid --no-pid $IMG_DIR true"
 expect_eq "--no-pid wins over --pid" "exec $IMG_DIR true" "$OUT"
 starter_args "$CAPSA exec --no-nv --unsquash $IMG_DIR true"
-expect_eq "--no-nv and --unsquash: accepted, nothing to pass on" "exec $IMG_DIR true" "$OUT"
+expect_eq "--no-nv passed on (against 'always use nv'), --unsquash accepted with nothing to pass on" \
+    "exec --no-nv $IMG_DIR true" "$OUT"
+starter_args "SINGULARITY_NV=1 APPTAINER_ROCM=true $CAPSA exec $IMG_DIR true"
+expect_match "SINGULARITY_NV=1, APPTAINER_ROCM=true: --nv and --rocm for the starter (issue 18)" "^exec --nv --rocm( |$)" "$OUT"
 
 # ---- option variables, really run (root, setuid user, --userns) -------------------------
 for mode in root setuid userns; do
@@ -139,10 +142,10 @@ done
 run env APPTAINER_CONTAIN=maybe "$CAPSA" exec "$IMG_DIR" true
 expect_eq "a variable that is not a boolean: exit 255" 255 "$RC"
 expect_match "... with a message naming it" "^FATAL: +APPTAINER_CONTAIN='maybe' is not a boolean" "$OUT"
-run env SINGULARITY_NV=1 "$CAPSA" exec "$IMG_DIR" true
-expect_eq "SINGULARITY_NV=1: refused (no GPU support), exit 255" 255 "$RC"
-expect_match "... saying why" "SINGULARITY_NV: GPU support \(--nv\) is not implemented" "$OUT"
-for opt in --nv "--app foo" "--memory 1G" --sharens "--scratch /s"; do
+run env SINGULARITY_MEMORY=1G "$CAPSA" exec "$IMG_DIR" true
+expect_eq "SINGULARITY_MEMORY=1G: refused (no cgroup limits), exit 255" 255 "$RC"
+expect_match "... saying why" "SINGULARITY_MEMORY: cgroup resource limits are not supported" "$OUT"
+for opt in "--app foo" "--memory 1G" --sharens "--scratch /s"; do
     run "$CAPSA" exec $opt "$IMG_DIR" true
     expect_eq "exec $opt: refused with exit 255" 255 "$RC"
 done

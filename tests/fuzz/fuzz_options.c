@@ -6,15 +6,17 @@
  * and is dropped, so all three actions are reached).  capsa_opts_parse
  * must either fail with a message or give a consistent result: an image,
  * a NULL-terminated command inside argv, binds with absolute destinations
- * (from -B and --mount, whose parsers are src/runtime/bindspec.c).
+ * (from -B and --mount, whose parsers are src/runtime/bindspec.c) and
+ * well-formed --gpu-file values (src/runtime/gpulist.c).
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/runtime/options.c src/runtime/bindspec.c
+// fuzz-sources: src/runtime/options.c src/runtime/bindspec.c src/runtime/gpulist.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/utils.h"
+#include "runtime/gpu.h"
 #include "runtime/options.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -80,6 +82,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         for (size_t i = 0; i < o.env.n; i++)
             if (strchr (o.env.v[i], '=') == NULL || o.env.v[i][0] == '=')
                 abort ();
+        /* --gpu-file: KIND:/clean/absolute/path (or dev:none), no "..". */
+        for (size_t i = 0; i < o.gpu_files.n; i++) {
+            const char *v = o.gpu_files.v[i], *colon = strchr (v, ':');
+            if (capsa_gpu_file_valid (v) < 0 || colon == NULL || strstr (v, "/../") != NULL
+                || (colon[1] != '/' && strcmp (v, "dev:none") != 0))
+                abort ();
+        }
     }
     capsa_opts_free (&o);
     for (int i = 0; i < argc; i++)

@@ -683,13 +683,19 @@ test_apptainer_directives (void)
         printf ("# %s\n", m3);
     capsa_conf_free (&c);
 
+    /* The GPU directives are applied (issue 18): parsed, no warning. */
+    cleanup_free char *mg = parse_msg (&c, "always use nv = yes\nuse nvidia-container-cli = yes\nalways use rocm = yes\n");
+    CHECK (mg == NULL && c.always_use_nv && c.use_nvidia_container_cli && c.always_use_rocm && c.warnings.n == 0,
+           "always use nv, use nvidia-container-cli, always use rocm: applied, no warning");
+    capsa_conf_free (&c);
+    capsa_conf_init (&c);
+    CHECK (!c.always_use_nv && !c.use_nvidia_container_cli && !c.always_use_rocm, "GPU directives default to no");
+    capsa_conf_free (&c);
+
     /* Values that ask for what capsa does not do: accepted, one warning each. */
     static const struct {
         const char *line, *warning;
     } warn[] = {
-        { "always use nv = yes", "capsa.conf:1: 'always use nv = yes' is accepted but not applied: capsa has no GPU" },
-        { "use nvidia-container-cli = yes", "'use nvidia-container-cli = yes' is accepted but not applied" },
-        { "always use rocm = yes", "'always use rocm = yes'" },
         { "shared loop devices = yes", "'shared loop devices = yes'" },
         { "enable underlay = preferred", "'enable underlay = preferred'" },
         { "allow net users = alice, bob", "'allow net users = alice, bob' is accepted but not applied: capsa offers only" },
