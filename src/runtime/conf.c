@@ -32,6 +32,8 @@ capsa_conf_init (struct capsa_conf *c)
     c->setuid_mount_encrypted = TRI_IFLIMITED;
     c->allow_container_sif = c->allow_container_encrypted = true;
     c->allow_container_squashfs = c->allow_container_dir = true;
+    c->image_server = true;
+    c->image_server_linger = 10;
 }
 
 bool
@@ -51,7 +53,7 @@ capsa_conf_free (struct capsa_conf *c)
     c->seccomp_profile = NULL;
 }
 
-enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE };
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_SERVER, K_SECONDS };
 
 struct directive {
     const char *key;
@@ -89,6 +91,8 @@ static const struct directive directives[] = {
     D ("allow container squashfs", K_BOOL, allow_container_squashfs),
     D ("allow container dir", K_BOOL, allow_container_dir),
     D ("seccomp profile", K_FILE, seccomp_profile),
+    D ("image server", K_SERVER, image_server),
+    D ("image server linger", K_SECONDS, image_server_linger),
 };
 #undef D
 
@@ -114,6 +118,10 @@ allowed_values (enum kind k)
         return "a comma-separated list of absolute paths";
     case K_FILE:
         return "an absolute path";
+    case K_SERVER:
+        return "capsa, squashfuse_ll";
+    case K_SECONDS:
+        return "seconds from 0 to 3600, as 10 or 10s";
     }
     return "";
 }
@@ -183,6 +191,24 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
             strv_push (list, item);
         }
         return list->n > before ? 0 : -1;
+    }
+    case K_SERVER:
+        if (strcmp (value, "capsa") == 0)
+            *(bool *) field = true;
+        else if (strcmp (value, "squashfuse_ll") == 0)
+            *(bool *) field = false;
+        else
+            return -1;
+        return 0;
+    case K_SECONDS: {
+        cleanup_free char *num = xstrdup (value);
+        size_t n = strlen (num);
+        if (n > 1 && num[n - 1] == 's')
+            num[n - 1] = '\0';
+        if (parse_long (num, 0, 3600, &l) < 0)
+            return -1;
+        *(long *) field = l;
+        return 0;
     }
     case K_FILE:
         if (value[0] != '/' || strstr (value, "/../") != NULL)

@@ -42,6 +42,10 @@ struct capsa_conf {
     struct strv limit_owners, limit_groups, limit_paths;
     bool allow_container_sif, allow_container_encrypted, allow_container_squashfs, allow_container_dir;
     char *seccomp_profile; /* forced on every container, or NULL */
+    /* Users' image files (FUSE): capsa's image server (true) or
+     * squashfuse_ll; how long a server stays after its last container. */
+    bool image_server;
+    long image_server_linger; /* seconds; 0: ends with its last container */
 };
 
 /* Does any 'limit container ...' restrict which images may run? */

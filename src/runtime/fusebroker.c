@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "lib/log.h"
+#include "runtime/imageserver.h"
 #include "runtime/mount.h"
 #include "runtime/privs.h"
 
@@ -83,7 +84,8 @@ capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const 
                                          fusefd, c->user.uid, c->user.gid);
     if (capsa_mount_fd (fstype, target, fstype, flags, data, "the image with FUSE", err) < 0)
         return -1;
-    struct capsa_fuse_request req = { .server = server, .offset = offset, .size = size };
+    struct capsa_fuse_request req = { .server = server, .offset = offset, .size = size,
+                                      .flags = server == SERVER_IMAGE && c->image.encrypted ? FUSE_REQ_ENCRYPTED : 0 };
     int fds[2] = { fusefd, filefd };
     char answer = 0;
     if (send_request (sock, &req, fds) < 0)
@@ -97,11 +99,42 @@ capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const 
  * the user), outside the container's namespaces, with only the descriptors
  * it serves.  For the decrypting server, wait until it says the key opened
  * the image ('R' on a pipe) and return -1 if it does not. */
+/* capsa's image server, shared or of its own; squashfuse_ll for a clear
+ * image it cannot serve. */
+static pid_t
+serve_image (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req, int fusefd, int filefd,
+             capsa_error_t *err)
+{
+    static const char *const how_name[] = {
+        [IMGSRV_HOW_JOINED] = "joined the running server",
+        [IMGSRV_HOW_STARTED] = "started a shared server",
+        [IMGSRV_HOW_PRIVATE] = "started a server of its own",
+    };
+    const bool encrypted = (req->flags & FUSE_REQ_ENCRYPTED) != 0;
+    enum capsa_imgsrv_how how;
+    pid_t pid;
+
+    if (capsa_imgsrv_serve (c, fusefd, filefd, req->offset, req->size, encrypted, &pid, &how, err) == 0) {
+        verbosef ("image server: %s of %s", how_name[how], c->opts->image);
+        return pid > 0 ? pid : 0;
+    }
+    if (encrypted)
+        return -1;
+    verbosef ("image server: %s: squashfuse_ll serves %s", *err ? (*err)->msg : "failed", c->opts->image);
+    capsa_error_free (err);
+    struct capsa_fuse_request sq = *req;
+    sq.server = SERVER_SQUASHFS;
+    sq.flags = 0;
+    return capsa_fuse_spawn_server (c, container, &sq, fusefd, filefd, err);
+}
+
 pid_t
 capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req, int fusefd,
                    int filefd, capsa_error_t *err)
 {
     int ready[2] = { -1, -1 };
+    if (req->server == SERVER_IMAGE)
+        return serve_image (c, container, req, fusefd, filefd, err);
     if (req->server == SERVER_CRYPT && (c->opts->key_fd < 0 || pipe2 (ready, O_CLOEXEC) < 0))
         return capsa_error_make (err, c->opts->key_fd < 0 ? 0 : errno, "no key for the encrypted image");
     pid_t pid = fork ();

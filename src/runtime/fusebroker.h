@@ -15,11 +15,16 @@
 
 #include "runtime/container.h"
 
-enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2 };
+enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2, SERVER_IMAGE = 3 };
+
+/* SERVER_IMAGE: capsa's image server (runtime/imageserver.h), shared by the
+ * user's containers of the image; FUSE_REQ_ENCRYPTED: it decrypts with the
+ * key on --key-fd. */
+#define FUSE_REQ_ENCRYPTED 0x1u
 
 struct capsa_fuse_request {
     uint32_t server;
-    uint32_t unused;
+    uint32_t flags;
     uint64_t offset, size;
 };
 
@@ -33,8 +38,10 @@ int capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, co
  * died) or a malformed one (-1). */
 int capsa_fuse_recv_request (int sock, struct capsa_fuse_request *req, int fds[2]);
 
-/* Monitor: start the server REQ asks for, as the user; returns its pid.
- * For the decrypting server, waits until it says the key opened the image. */
+/* Monitor: start the server REQ asks for, as the user; returns its pid
+ * (0: served by a shared image server the monitor does not own).  For the
+ * decrypting server, waits until it says the key opened the image.  An
+ * image server that cannot serve a clear image hands it to squashfuse_ll. */
 pid_t capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req,
                                int fusefd, int filefd, capsa_error_t *err);
 

@@ -122,8 +122,9 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
     }
 
     /* Start the FUSE servers the child asks for, until it has exec'd or
-     * died (the socket closes on exec).  At most two: the decrypting
-     * server of an encrypted image, then squashfuse_ll. */
+     * died (the socket closes on exec).  At most two of the monitor's own:
+     * the decrypting server of an encrypted image, then squashfuse_ll (or
+     * capsa's image server, usually shared and then not the monitor's). */
     pid_t servers[2] = { -1, -1 };
     size_t nservers = 0;
     for (;;) {
@@ -133,7 +134,8 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         if (r <= 0)
             break;
         pid_t spid = -1;
-        if (nservers < ARRAY_SIZE (servers) && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT))
+        if (nservers < ARRAY_SIZE (servers)
+            && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT || req.server == SERVER_IMAGE))
             spid = capsa_fuse_spawn_server (c, pid, &req, fds[0], fds[1], err);
         close (fds[0]);
         close (fds[1]);
@@ -149,7 +151,9 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
                 capsa_error_make (err, 0, "unexpected request from the container");
             return -1;
         }
-        servers[nservers++] = spid;
+        /* (0: a shared image server, which is not the monitor's.) */
+        if (spid > 0)
+            servers[nservers++] = spid;
         if (write (sv[0], "R", 1) != 1)
             break;
     }
