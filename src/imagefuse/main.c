@@ -10,8 +10,9 @@
  * partition (K: a pipe carrying the key record the front end made, read to
  * its end once; src/crypt).  F: a /dev/fuse descriptor the container's
  * child has mounted, the first connection.  R gets one byte 'R' once F is
- * served (and the socket bound), and is closed; on failure it is closed
- * without a byte and the server exits 255 after one FATAL line.  With D
+ * served (and the socket bound), and is closed; on failure it gets 'F'
+ * and the reason instead (without R: one FATAL line on stderr), and the
+ * server exits 255.  With D
  * and NAME it listens on NAME in directory D for more connections of the
  * same image (src/runtime/imageserver.h: who may connect, with what) and
  * stays SECONDS (default 0) after the last one ended; otherwise it ends
@@ -64,6 +65,21 @@ crypt_read (void *ctx, void *buf, size_t len, uint64_t off)
         return -EIO;
     }
     return (size_t) n == len ? 0 : -EIO;
+}
+
+static int ready_fd = -1;
+
+/* Before serving: the reason goes to whoever waits on --ready-fd (the
+ * monitor, which decides what to tell the user), else to stderr. */
+static noreturn void
+startup_fatal (capsa_error_t *err)
+{
+    if (ready_fd >= 0) {
+        cleanup_free char *msg = xasprintf ("F%s", *err && (*err)->msg ? (*err)->msg : "failed");
+        (void) !write (ready_fd, msg, strlen (msg));
+        _exit (CAPSA_EXIT_FATAL);
+    }
+    capsa_error_fatal (err);
 }
 
 static noreturn void
@@ -132,7 +148,7 @@ read_key (int fd, size_t *len)
 int
 main (int argc, char **argv)
 {
-    int image_fd = -1, key_fd = -1, ready_fd = -1, fuse_fd = -1, dir_fd = -1;
+    int image_fd = -1, key_fd = -1, fuse_fd = -1, dir_fd = -1;
     bool have_off = false, have_size = false, debug = false;
     uint64_t off = 0, size = 0, linger = 0, cache_mib = 256;
     const char *name = NULL;
@@ -177,6 +193,9 @@ main (int argc, char **argv)
         usage ();
     if (debug)
         capsa_log_set_level (CAPSA_LOG_DEBUG);
+    /* A server may outlive the directory it was started from. */
+    if (chdir ("/") < 0)
+        capsa_die ("cannot change to /: %s", strerror (errno));
 
     struct server srv;
     struct stat st;
@@ -195,7 +214,7 @@ main (int argc, char **argv)
     if (key_fd >= 0) {
         key = read_key (key_fd, &key_len);
         if (capsa_crypt_open_record (image_fd, off, sq_size, key, key_len, &volume, &err) < 0)
-            capsa_error_fatal (&err);
+            startup_fatal (&err);
         read_fn = crypt_read;
         ctx = volume;
         sq_size = capsa_crypt_size (volume);
@@ -206,7 +225,7 @@ main (int argc, char **argv)
     struct sqi_limits limits = { .data_cache_bytes = (size_t) cache_mib << 20, .meta_cache_bytes = 64u << 20 };
     struct sqi_image *img;
     if (sqi_open (read_fn, ctx, sq_size, &limits, &img, &err) < 0)
-        capsa_error_fatal (&err);
+        startup_fatal (&err);
     server_init (&srv, img);
     srv.id = st;
     srv.offset = off;
@@ -227,9 +246,11 @@ main (int argc, char **argv)
     signal (SIGPIPE, SIG_IGN);
 
     if (name && server_listen (&srv, dir_fd, name, &err) < 0)
-        capsa_error_fatal (&err);
-    if (server_add_session (&srv, fuse_fd) < 0)
-        capsa_die ("cannot serve the FUSE connection");
+        startup_fatal (&err);
+    if (server_add_session (&srv, fuse_fd) < 0) {
+        capsa_error_make (&err, 0, "cannot serve the FUSE connection");
+        startup_fatal (&err);
+    }
     debugf ("imagefuse: serving (pid %d)%s", (int) getpid (), name ? ", shared" : "");
     if (ready_fd >= 0) {
         (void) !write (ready_fd, "R", 1);

@@ -248,7 +248,7 @@ do_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
         if (i < 2) {
             /* The kernel links neither (node id 0). */
             name = i == 0 ? "." : "..";
-            e.attr.st_ino = i == 0 ? sqi_inode_stat (in)->st_ino : 0;
+            e.attr.st_ino = i == 0 ? sqi_inode_stat (in)->st_ino : sqi_inode_parent (in);
             e.attr.st_mode = S_IFDIR;
         } else {
             const struct sqi_dirent *de = sqi_dir_entry (d, (size_t) (i - 2));

@@ -44,7 +44,10 @@ struct sqi_image {
     sqfs_id_table_t *ids;
     sqfs_frag_table_t *frags;
     uint32_t nfrags;
-    sqfs_xattr_reader_t *xattrs; /* NULL: none; used under xattr_lock */
+    sqfs_xattr_reader_t *xattrs; /* NULL: none; used under xattr_lock, */
+    sqfs_meta_reader_t *xattr_kv; /* with this reader of keys and values */
+    sqfs_compressor_t *xattr_cmp; /* and a compressor of their own */
+    uint64_t xattr_start;
     pthread_mutex_t xattr_lock;
     uint64_t dir_limit; /* end of the directory table */
     uint8_t *zeros;     /* block_size bytes: sparse blocks */
@@ -63,6 +66,7 @@ struct sqi_inode {
     uint32_t frag_index, frag_offset; /* NO_INDEX: no fragment */
     uint32_t xattr_index;             /* NO_INDEX: none */
     const char *link;                 /* symlinks: into raw */
+    uint32_t parent_ino;              /* directories: their parent's inode number */
 };
 
 struct sqi_dir {
@@ -256,6 +260,66 @@ file_layout (struct sqi_image *img, struct sqi_inode *in)
     return 0;
 }
 
+/* libsquashfs allocates what an inode's fields say (a file's block list
+ * from its size, a symlink's target, a directory's index names) before it
+ * reads them: check those fields first, against what the inode table can
+ * hold at most (each metadata block of 8 KiB takes at least 3 bytes of the
+ * table), so that a hostile image cannot make it allocate without bound. */
+static int
+inode_sane (struct sqi_image *img, struct tls *t, uint64_t ref)
+{
+    const sqfs_super_t *sb = &img->super;
+    const uint64_t cap = (sb->directory_table_start - sb->inode_table_start) / 3 * SQFS_META_BLOCK_SIZE
+                         + SQFS_META_BLOCK_SIZE;
+    sqfs_inode_t base;
+    uint64_t count;
+
+    if (sqfs_meta_reader_seek (t->inodes, sb->inode_table_start + (ref >> 16), ref & 0xFFFF) != 0
+        || sqfs_meta_reader_read (t->inodes, &base, sizeof (base)) != 0)
+        return -EIO;
+    switch (le16toh (base.type)) {
+    case SQFS_INODE_FILE: {
+        sqfs_inode_file_t f;
+        if (sqfs_meta_reader_read (t->inodes, &f, sizeof (f)) != 0)
+            return -EIO;
+        count = le32toh (f.file_size) / sb->block_size + 1;
+        return count > cap / 4 ? -EIO : 0;
+    }
+    case SQFS_INODE_EXT_FILE: {
+        sqfs_inode_file_ext_t f;
+        if (sqfs_meta_reader_read (t->inodes, &f, sizeof (f)) != 0)
+            return -EIO;
+        count = le64toh (f.file_size) / sb->block_size + 1;
+        return count > cap / 4 ? -EIO : 0;
+    }
+    case SQFS_INODE_SLINK:
+    case SQFS_INODE_EXT_SLINK: {
+        sqfs_inode_slink_t l;
+        if (sqfs_meta_reader_read (t->inodes, &l, sizeof (l)) != 0)
+            return -EIO;
+        /* As the kernel's squashfs: no target longer than a page. */
+        return le32toh (l.target_size) > 4096 ? -EIO : 0;
+    }
+    case SQFS_INODE_EXT_DIR: {
+        sqfs_inode_dir_ext_t dx;
+        if (sqfs_meta_reader_read (t->inodes, &dx, sizeof (dx)) != 0)
+            return -EIO;
+        if (le32toh (dx.size) == 0)
+            return 0;
+        for (unsigned i = 0; i < le16toh (dx.inodex_count); i++) {
+            sqfs_dir_index_t ix;
+            char name[SQFS_MAX_DIR_ENT + 1];
+            if (sqfs_meta_reader_read (t->inodes, &ix, sizeof (ix)) != 0 || le32toh (ix.size) >= 256
+                || sqfs_meta_reader_read (t->inodes, name, le32toh (ix.size) + 1) != 0)
+                return -EIO;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
 static void
 inode_free (void *p)
 {
@@ -280,6 +344,8 @@ inode_load (void *ctx, uint64_t ref, uint64_t unused, struct oc_slot *slot, void
         return -ENOMEM;
     if ((ref & 0xFFFF) >= SQFS_META_BLOCK_SIZE)
         return -EIO;
+    if ((r = inode_sane (img, t, ref)) < 0)
+        return r;
     r = sqfs_meta_reader_read_inode (t->inodes, &img->super, ref >> 16, ref & 0xFFFF, &raw);
     if (r != 0)
         return map_error (r);
@@ -314,10 +380,12 @@ inode_load (void *ctx, uint64_t ref, uint64_t unused, struct oc_slot *slot, void
     case SQFS_INODE_DIR:
         st->st_nlink = raw->data.dir.nlink;
         st->st_size = raw->data.dir.size;
+        in->parent_ino = raw->data.dir.parent_inode;
         break;
     case SQFS_INODE_EXT_DIR:
         st->st_nlink = raw->data.dir_ext.nlink;
         st->st_size = raw->data.dir_ext.size;
+        in->parent_ino = raw->data.dir_ext.parent_inode;
         break;
     case SQFS_INODE_FILE:
         r = file_layout (img, in);
@@ -392,6 +460,12 @@ const char *
 sqi_inode_link (const struct sqi_inode *in)
 {
     return in->link;
+}
+
+uint32_t
+sqi_inode_parent (const struct sqi_inode *in)
+{
+    return in->parent_ino;
 }
 
 uint64_t
@@ -793,13 +867,20 @@ sqi_read (struct sqi_image *img, struct sqi_inode *in, void *buf, size_t len, ui
 
 /* ---- Extended attributes ------------------------------------------------------- */
 
+/* The kernel's limit on one value (XATTR_SIZE_MAX). */
+#define XATTR_VALUE_MAX 65536
+
 /* Walk IN's attributes under the lock: FN sees each full name and its value
- * and stops the walk by returning non-zero. */
-typedef int (*xattr_fn) (void *arg, const char *name, const sqfs_xattr_value_t *value);
+ * and stops the walk by returning non-zero.  libsquashfs finds the
+ * attribute set (sqfs_xattr_reader_get_desc); the keys and values are read
+ * here, so that a value's size is checked before anything is allocated for
+ * it (libsquashfs's own reader allocates whatever size the image says). */
+typedef int (*xattr_fn) (void *arg, const char *name, const uint8_t *value, size_t size);
 
 static int
-xattr_walk (struct sqi_image *img, struct sqi_inode *in, bool want_values, xattr_fn fn, void *arg)
+xattr_walk (struct sqi_image *img, struct sqi_inode *in, xattr_fn fn, void *arg)
 {
+    sqfs_meta_reader_t *m = img->xattr_kv;
     sqfs_xattr_id_t desc;
     int r = 0;
 
@@ -807,24 +888,57 @@ xattr_walk (struct sqi_image *img, struct sqi_inode *in, bool want_values, xattr
         return 0;
     pthread_mutex_lock (&img->xattr_lock);
     if (sqfs_xattr_reader_get_desc (img->xattrs, in->xattr_index, &desc) != 0
-        || sqfs_xattr_reader_seek_kv (img->xattrs, &desc) != 0)
+        || sqfs_meta_reader_seek (m, img->xattr_start + (desc.xattr >> 16), desc.xattr & 0xFFFF) != 0)
         r = -EIO;
     for (uint32_t i = 0; r == 0 && i < desc.count; i++) {
-        sqfs_xattr_entry_t *key = NULL;
-        sqfs_xattr_value_t *val = NULL;
-        if (sqfs_xattr_reader_read_key (img->xattrs, &key) != 0) {
+        uint16_t kh[2];
+        uint32_t vsize = 0;
+        uint8_t *value = NULL;
+        char *name = NULL;
+        if (sqfs_meta_reader_read (m, kh, sizeof (kh)) != 0) {
             r = -EIO;
             break;
         }
-        /* The value must be read to move on to the next key. */
-        if (sqfs_xattr_reader_read_value (img->xattrs, key, &val) != 0) {
-            sqfs_free (key);
-            r = -EIO;
+        unsigned type = le16toh (kh[0]), ksize = le16toh (kh[1]);
+        const char *prefix = sqfs_get_xattr_prefix ((SQFS_XATTR_TYPE) (type & SQFS_XATTR_PREFIX_MASK));
+        size_t plen = prefix ? strlen (prefix) : 0;
+        if (prefix == NULL || (type & ~(unsigned) (SQFS_XATTR_PREFIX_MASK | SQFS_XATTR_FLAG_OOL)) != 0
+            || (name = malloc (plen + ksize + 1)) == NULL) {
+            r = prefix ? -ENOMEM : -EIO;
             break;
         }
-        r = fn (arg, (const char *) key->key, want_values ? val : NULL);
-        sqfs_free (key);
-        sqfs_free (val);
+        memcpy (name, prefix, plen);
+        name[plen + ksize] = '\0';
+        if (sqfs_meta_reader_read (m, name + plen, ksize) != 0 || sqfs_meta_reader_read (m, &vsize, sizeof (vsize)) != 0)
+            r = -EIO;
+        vsize = le32toh (vsize);
+        sqfs_u64 back_block = 0;
+        size_t back_off = 0;
+        if (r == 0 && (type & SQFS_XATTR_FLAG_OOL)) {
+            /* The value is elsewhere: its reference is here. */
+            uint64_t ref;
+            if (sqfs_meta_reader_read (m, &ref, sizeof (ref)) != 0)
+                r = -EIO;
+            ref = le64toh (ref);
+            sqfs_meta_reader_get_position (m, &back_block, &back_off);
+            if (r == 0
+                && (sqfs_meta_reader_seek (m, img->xattr_start + (ref >> 16), ref & 0xFFFF) != 0
+                    || sqfs_meta_reader_read (m, &vsize, sizeof (vsize)) != 0))
+                r = -EIO;
+            vsize = le32toh (vsize);
+        }
+        if (r == 0 && vsize > XATTR_VALUE_MAX)
+            r = -EIO;
+        if (r == 0 && (value = malloc (vsize + 1)) == NULL)
+            r = -ENOMEM;
+        if (r == 0 && sqfs_meta_reader_read (m, value, vsize) != 0)
+            r = -EIO;
+        if (r == 0 && (type & SQFS_XATTR_FLAG_OOL) && sqfs_meta_reader_seek (m, back_block, back_off) != 0)
+            r = -EIO;
+        if (r == 0)
+            r = fn (arg, name, value, vsize);
+        free (name);
+        free (value);
     }
     pthread_mutex_unlock (&img->xattr_lock);
     return r < 0 ? r : 0;
@@ -838,18 +952,18 @@ struct xattr_get {
 };
 
 static int
-xattr_get_one (void *arg, const char *name, const sqfs_xattr_value_t *value)
+xattr_get_one (void *arg, const char *name, const uint8_t *value, size_t size)
 {
     struct xattr_get *g = arg;
     if (strcmp (name, g->name) != 0)
         return 0;
     if (g->size == 0)
-        g->result = value->size;
-    else if (value->size > g->size)
+        g->result = (ssize_t) size;
+    else if (size > g->size)
         g->result = -ERANGE;
     else {
-        memcpy (g->buf, value->value, value->size);
-        g->result = value->size;
+        memcpy (g->buf, value, size);
+        g->result = (ssize_t) size;
     }
     return 1;
 }
@@ -858,7 +972,7 @@ ssize_t
 sqi_getxattr (struct sqi_image *img, struct sqi_inode *in, const char *name, void *buf, size_t size)
 {
     struct xattr_get g = { .name = name, .buf = buf, .size = size, .result = -ENODATA };
-    int r = xattr_walk (img, in, true, xattr_get_one, &g);
+    int r = xattr_walk (img, in, xattr_get_one, &g);
     return r < 0 ? r : g.result;
 }
 
@@ -869,11 +983,11 @@ struct xattr_list {
 };
 
 static int
-xattr_list_one (void *arg, const char *name, const sqfs_xattr_value_t *value)
+xattr_list_one (void *arg, const char *name, const uint8_t *value, size_t size)
 {
     struct xattr_list *l = arg;
     size_t n = strlen (name) + 1;
-    (void) value;
+    (void) value, (void) size;
     if (l->size > 0) {
         if (l->size - l->used < n) {
             l->range = true;
@@ -889,7 +1003,7 @@ ssize_t
 sqi_listxattr (struct sqi_image *img, struct sqi_inode *in, char *buf, size_t size)
 {
     struct xattr_list l = { .buf = buf, .size = size };
-    int r = xattr_walk (img, in, false, xattr_list_one, &l);
+    int r = xattr_walk (img, in, xattr_list_one, &l);
     if (r < 0)
         return r;
     return l.range ? -ERANGE : (ssize_t) l.used;
@@ -995,16 +1109,21 @@ sqi_open (sqi_read_fn read, void *ctx, uint64_t size, const struct sqi_limits *l
         }
         memcpy (&nids, head + 8, 4);
         nids = le32toh (nids);
-        if ((uint64_t) nids * sizeof (sqfs_xattr_id_t) > sb->bytes_used) {
+        memcpy (&img->xattr_start, head, 8);
+        img->xattr_start = le64toh (img->xattr_start);
+        if ((uint64_t) nids * sizeof (sqfs_xattr_id_t) > sb->bytes_used || img->xattr_start >= sb->bytes_used) {
             capsa_error_code (err, EBADMSG, "the squashfs claims %u extended attribute sets", (unsigned) nids);
             goto fail;
         }
         if (nids > 0) {
-            if ((img->xattrs = sqfs_xattr_reader_create (0)) == NULL) {
+            if ((img->xattr_cmp = sqfs_copy (img->cmp)) == NULL || (img->xattrs = sqfs_xattr_reader_create (0)) == NULL
+                || (img->xattr_kv = sqfs_meta_reader_create (&img->file.base, img->xattr_cmp, img->xattr_start,
+                                                             sb->bytes_used))
+                       == NULL) {
                 capsa_error_code (err, ENOMEM, "out of memory");
                 goto fail;
             }
-            if ((r = sqfs_xattr_reader_load (img->xattrs, sb, &img->file.base, img->cmp)) != 0) {
+            if ((r = sqfs_xattr_reader_load (img->xattrs, sb, &img->file.base, img->xattr_cmp)) != 0) {
                 capsa_error_code (err, EBADMSG, "invalid extended attribute table (%s)", sqfs_error_name (r));
                 goto fail;
             }
@@ -1037,8 +1156,12 @@ sqi_open (sqi_read_fn read, void *ctx, uint64_t size, const struct sqi_limits *l
     *out = img;
     return 0;
 fail:
+    if (img->xattr_kv)
+        sqfs_destroy (img->xattr_kv);
     if (img->xattrs)
         sqfs_destroy (img->xattrs);
+    if (img->xattr_cmp)
+        sqfs_destroy (img->xattr_cmp);
     if (img->frags)
         sqfs_destroy (img->frags);
     if (img->ids)
@@ -1062,8 +1185,12 @@ sqi_close (struct sqi_image *img)
     tls_free (pthread_getspecific (img->tls));
     pthread_setspecific (img->tls, NULL);
     pthread_key_delete (img->tls);
+    if (img->xattr_kv)
+        sqfs_destroy (img->xattr_kv);
     if (img->xattrs)
         sqfs_destroy (img->xattrs);
+    if (img->xattr_cmp)
+        sqfs_destroy (img->xattr_cmp);
     sqfs_destroy (img->frags);
     sqfs_destroy (img->ids);
     sqfs_destroy (img->cmp);

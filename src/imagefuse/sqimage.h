@@ -77,6 +77,8 @@ void sqi_inode_put (struct sqi_image *img, struct sqi_inode *in);
 const struct stat *sqi_inode_stat (const struct sqi_inode *in);
 /* A symlink's target (NUL-terminated), or NULL for other types. */
 const char *sqi_inode_link (const struct sqi_inode *in);
+/* A directory's parent's inode number (as the image says). */
+uint32_t sqi_inode_parent (const struct sqi_inode *in);
 
 /* The entries of directory IN (-ENOTDIR for another type), with a
  * reference: sqi_dir_put(). */

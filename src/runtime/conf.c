@@ -34,6 +34,7 @@ capsa_conf_init (struct capsa_conf *c)
     c->allow_container_squashfs = c->allow_container_dir = true;
     c->image_server = true;
     c->image_server_linger = 10;
+    c->image_server_cache = 256;
 }
 
 bool
@@ -93,6 +94,7 @@ static const struct directive directives[] = {
     D ("seccomp profile", K_FILE, seccomp_profile),
     D ("image server", K_SERVER, image_server),
     D ("image server linger", K_SECONDS, image_server_linger),
+    D ("image server cache", K_LONG, image_server_cache),
 };
 #undef D
 

@@ -46,6 +46,7 @@ struct capsa_conf {
      * squashfuse_ll; how long a server stays after its last container. */
     bool image_server;
     long image_server_linger; /* seconds; 0: ends with its last container */
+    long image_server_cache;  /* MiB of decompressed data a server keeps */
 };
 
 /* Does any 'limit container ...' restrict which images may run? */

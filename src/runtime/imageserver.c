@@ -263,16 +263,17 @@ cloexec_all_but (const int *keep, size_t nkeep)
 /* Start imagefuse on FUSEFD: shared (DIRFD/NAME given: detached from this
  * process, in a session of its own) or private (the monitor's child, which
  * dies with it).  Returns the private server's pid, 0 for a shared one,
- * -1 when it did not start. */
+ * -1 with the server's reason when it did not start. */
 static pid_t
 spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t offset, uint64_t size, int dirfd,
-       const char *name)
+       const char *name, capsa_error_t *err)
 {
     int ready[2];
     if (pipe2 (ready, O_CLOEXEC) < 0)
-        return -1;
+        return capsa_error_make (err, errno, "pipe");
     pid_t pid = fork ();
     if (pid < 0) {
+        capsa_error_make (err, errno, "fork");
         close (ready[0]);
         close (ready[1]);
         return -1;
@@ -302,7 +303,7 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
             _exit (CAPSA_EXIT_FATAL);
         const int keep[] = { f, i, r, k, d };
         cloexec_all_but (keep, ARRAY_SIZE (keep));
-        char sf[16], si[16], sr[16], sk[16], sd[16], so[32], ss[32], sl[32];
+        char sf[16], si[16], sr[16], sk[16], sd[16], so[32], ss[32], sl[32], sc[32];
         snprintf (sf, sizeof (sf), "%d", f);
         snprintf (si, sizeof (si), "%d", i);
         snprintf (sr, sizeof (sr), "%d", r);
@@ -311,6 +312,7 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         snprintf (so, sizeof (so), "%llu", (unsigned long long) offset);
         snprintf (ss, sizeof (ss), "%llu", (unsigned long long) size);
         snprintf (sl, sizeof (sl), "%ld", c->conf->image_server_linger);
+        snprintf (sc, sizeof (sc), "%ld", c->conf->image_server_cache);
         char *argv[24];
         int n = 0;
         argv[n++] = (char *) CAPSA_IMAGEFUSE_NAME;
@@ -324,6 +326,8 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         argv[n++] = sf;
         argv[n++] = (char *) "--ready-fd";
         argv[n++] = sr;
+        argv[n++] = (char *) "--cache-mib";
+        argv[n++] = sc;
         if (k >= 0) {
             argv[n++] = (char *) "--key-fd";
             argv[n++] = sk;
@@ -350,15 +354,25 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
-    char byte = 0;
-    ssize_t n;
-    do
-        n = read (ready[0], &byte, 1);
-    while (n < 0 && errno == EINTR);
+    /* 'R', or 'F' and why it could not serve. */
+    char answer[512];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read (ready[0], answer + got, sizeof (answer) - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t) n;
+        if (answer[0] == 'R' || got == sizeof (answer) - 1)
+            break;
+    }
     close (ready[0]);
-    if (n != 1 || byte != 'R') {
+    answer[got] = '\0';
+    if (got == 0 || answer[0] != 'R') {
         if (!name)
             waitpid (pid, NULL, 0);
+        capsa_error_make (err, 0, "%s", got > 1 && answer[0] == 'F' ? answer + 1 : "it did not start");
         return -1;
     }
     return name ? 0 : pid;
@@ -423,14 +437,14 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
         if (j == JOIN_NO_SERVER) {
             /* A socket nobody listens on is a dead server's. */
             unlinkat (dirfd, name, 0);
-            pid_t p = spawn (c, fusefd, filefd, fds[2], offset, size, dirfd, name);
+            pid_t p = spawn (c, fusefd, filefd, fds[2], offset, size, dirfd, name, err);
             if (fds[2] >= 0)
                 close (fds[2]);
             if (p == 0) {
                 *how = IMGSRV_HOW_STARTED;
                 return 0;
             }
-            return capsa_error_make (err, 0, "the image server could not serve the image");
+            return -1;
         }
         if (fds[2] >= 0)
             close (fds[2]);
@@ -442,11 +456,11 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
     int k = encrypted ? key_copy (keyfd) : -1;
     if (encrypted && k < 0)
         return capsa_error_make (err, errno, "cannot pass the key to the image server");
-    pid_t p = spawn (c, fusefd, filefd, k, offset, size, -1, NULL);
+    pid_t p = spawn (c, fusefd, filefd, k, offset, size, -1, NULL, err);
     if (k >= 0)
         close (k);
     if (p < 0)
-        return capsa_error_make (err, 0, "the image server could not serve the image");
+        return -1;
     *pid = p;
     *how = IMGSRV_HOW_PRIVATE;
     return 0;
