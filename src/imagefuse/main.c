@@ -8,11 +8,13 @@
  *
  * N: the image file; [OFF, OFF+SIZE) the squashfs, or with K the encrypted
  * partition (K: a pipe carrying the key record the front end made, read to
- * its end once; src/crypt).  F: a /dev/fuse descriptor the container's
+ * its end once: a secret record, with which the image is opened here, or a
+ * data key record; src/crypt/crypt.h).  F: a /dev/fuse descriptor the container's
  * child has mounted, the first connection.  R gets one byte 'R' once F is
- * served (and the socket bound), and is closed; on failure it gets 'F'
- * and the reason instead (without R: one FATAL line on stderr), and the
- * server exits 255.  With D
+ * served (and the socket bound), followed by lines for the monitor to show
+ * (runtime/imageserver.h), and is closed; on failure it gets 'F' and the
+ * reason instead (without R: one FATAL line on stderr), and the server
+ * exits 255.  With D
  * and NAME it listens on NAME in directory D for more connections of the
  * same image (src/runtime/imageserver.h: who may connect, with what) and
  * stays SECONDS (default 0) after the last one ended; otherwise it ends
@@ -112,15 +114,15 @@ parse_fd (const char *opt, const char *s)
     return (int) v;
 }
 
-/* The key record on FD (read to its end, at most CAPSA_SECRET_MAX bytes),
- * in locked memory; FD is closed. */
+/* The key record on FD (read to its end, at most CAPSA_SECRET_RECORD_MAX
+ * bytes), in locked memory; FD is closed. */
 static uint8_t *
 read_key (int fd, size_t *len)
 {
-    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_MAX + 1, NULL);
+    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_RECORD_MAX + 1, NULL);
     size_t n = 0;
     for (;;) {
-        ssize_t r = read (fd, key + n, CAPSA_SECRET_MAX + 1 - n);
+        ssize_t r = read (fd, key + n, CAPSA_SECRET_RECORD_MAX + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -131,9 +133,9 @@ read_key (int fd, size_t *len)
         if (r == 0)
             break;
         n += (size_t) r;
-        if (n > CAPSA_SECRET_MAX) {
+        if (n > CAPSA_SECRET_RECORD_MAX) {
             capsa_secure_free (key);
-            capsa_die ("the key record is longer than %u bytes", CAPSA_SECRET_MAX);
+            capsa_die ("the key record is longer than %u bytes", CAPSA_SECRET_RECORD_MAX);
         }
     }
     close (fd);
@@ -209,15 +211,24 @@ main (int argc, char **argv)
     uint64_t sq_size = size ? size : (uint64_t) st.st_size - off;
     struct plain plain = { .fd = image_fd, .off = off };
     struct capsa_crypt_image *volume = NULL;
-    uint8_t *key = NULL;
-    size_t key_len = 0;
+    char info[512] = "";
+    server_init (&srv, NULL);
+    srv.id = st;
+    srv.offset = off;
+    srv.part_size = size;
     if (key_fd >= 0) {
-        key = read_key (key_fd, &key_len);
-        if (capsa_crypt_open_record (image_fd, off, sq_size, key, key_len, &volume, &err) < 0)
+        size_t key_len = 0;
+        uint8_t *key = read_key (key_fd, &key_len);
+        /* The key opens the image here, once (the KDF for a secret). */
+        int r = keys_open (&srv, image_fd, off, sq_size, key, key_len, &volume, info, sizeof (info), &err);
+        capsa_secure_free (key);
+        if (r < 0)
             startup_fatal (&err);
         read_fn = crypt_read;
         ctx = volume;
         sq_size = capsa_crypt_size (volume);
+        srv.encrypted = true;
+        srv.volume = volume;
     } else {
         ctx = &plain;
     }
@@ -226,13 +237,7 @@ main (int argc, char **argv)
     struct sqi_image *img;
     if (sqi_open (read_fn, ctx, sq_size, &limits, &img, &err) < 0)
         startup_fatal (&err);
-    server_init (&srv, img);
-    srv.id = st;
-    srv.offset = off;
-    srv.part_size = size;
-    srv.encrypted = key != NULL;
-    srv.key = key;
-    srv.keylen = key_len;
+    srv.img = img;
     srv.linger_ms = (unsigned) linger * 1000;
 
     /* Signals go to the main thread's signalfd: blocked here, before any
@@ -253,7 +258,8 @@ main (int argc, char **argv)
     }
     debugf ("imagefuse: serving (pid %d)%s", (int) getpid (), name ? ", shared" : "");
     if (ready_fd >= 0) {
-        (void) !write (ready_fd, "R", 1);
+        cleanup_free char *ready = xasprintf ("R%s", info);
+        (void) !write (ready_fd, ready, strlen (ready));
         close (ready_fd);
     }
     /* Serving from now on: libfuse's report of a connection's end when a
@@ -273,10 +279,9 @@ main (int argc, char **argv)
                 srv.total, s.inode_decodes, s.dir_decodes, s.block_decompressions, s.block_hits);
     }
     /* Connections still open (a signal) end with the process. */
-    if (srv.nsessions == 0) {
+    if (srv.nsessions == 0 && srv.clients == 0) {
         sqi_close (img);
         capsa_crypt_close (volume);
-        capsa_secure_free (key);
     }
     return r < 0 ? CAPSA_EXIT_FATAL : 0;
 }

@@ -144,41 +144,31 @@ is_fuse_device (int fd)
     return fstat (fd, &st) == 0 && S_ISCHR (st.st_mode) && major (st.st_rdev) == 10 && minor (st.st_rdev) == 229;
 }
 
-/* The key record on the pipe KEYFD, compared with the server's own in
- * constant time. */
-static bool
-same_key (const struct server *srv, int keyfd)
+/* The key record on the pipe KEYFD (read to its end), in locked memory;
+ * NULL when there is none in time. */
+static uint8_t *
+read_record (int keyfd, size_t *len)
 {
-    uint8_t *rec = capsa_secure_alloc (CAPSA_SECRET_MAX + 1, NULL);
+    uint8_t *rec = capsa_secure_alloc (CAPSA_SECRET_RECORD_MAX + 1, NULL);
     size_t n = 0;
-    bool same = false;
 
-    if (rec == NULL)
-        return false;
     for (;;) {
         struct pollfd p = { .fd = keyfd, .events = POLLIN };
         if (poll (&p, 1, CLIENT_TIMEOUT_MS) != 1)
-            goto out;
-        ssize_t r = read (keyfd, rec + n, CAPSA_SECRET_MAX + 1 - n);
+            break;
+        ssize_t r = read (keyfd, rec + n, CAPSA_SECRET_RECORD_MAX + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0)
-            goto out;
-        if (r == 0)
+        if (r <= 0 || (n += (size_t) r) > CAPSA_SECRET_RECORD_MAX) {
+            if (r == 0 && n > 0) {
+                *len = n;
+                return rec;
+            }
             break;
-        n += (size_t) r;
-        if (n > CAPSA_SECRET_MAX)
-            goto out;
+        }
     }
-    if (n == srv->keylen) {
-        uint8_t diff = 0;
-        for (size_t i = 0; i < n; i++)
-            diff |= rec[i] ^ srv->key[i];
-        same = diff == 0;
-    }
-out:
     capsa_secure_free (rec);
-    return same;
+    return NULL;
 }
 
 static void
@@ -199,7 +189,8 @@ send_stats (struct server *srv, int cfd)
     (void) !send (cfd, text, (size_t) n, MSG_NOSIGNAL);
 }
 
-/* One client: a request, maybe descriptors, one answer.  Only the
+/* One client: a request, maybe descriptors, one answer: a byte, then text
+ * (IMGSRV_SERVED: lines for the monitor; IMGSRV_KEY_ERROR: why).  Only the
  * server's own user is heard. */
 static void
 handle_client (struct server *srv, int cfd)
@@ -209,7 +200,8 @@ handle_client (struct server *srv, int cfd)
     socklen_t crlen = sizeof (cr);
     int fds[3] = { -1, -1, -1 };
     size_t nfds = 0;
-    char answer = IMGSRV_ERROR;
+    char answer[1024] = { IMGSRV_ERROR };
+    capsa_error_t err = NULL;
 
     if (getsockopt (cfd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0 || cr.uid != getuid ()) {
         debugf ("imagefuse: refused a client of uid %d", (int) cr.uid);
@@ -227,7 +219,7 @@ handle_client (struct server *srv, int cfd)
     } u;
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof (u.buf) };
     ssize_t r = recvmsg (cfd, &msg, MSG_CMSG_CLOEXEC);
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR (&msg); cm; cm = CMSG_NXTHDR (&msg, cm)) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR (&msg); r >= 0 && cm; cm = CMSG_NXTHDR (&msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t k = (cm->cmsg_len - CMSG_LEN (0)) / sizeof (int);
@@ -252,30 +244,95 @@ handle_client (struct server *srv, int cfd)
     bool encrypted = (req.flags & IMGSRV_ENCRYPTED) != 0;
     if (!same_image (srv, fds[1]) || req.offset != srv->offset || req.size != srv->part_size
         || encrypted != srv->encrypted) {
-        answer = IMGSRV_NOT_IMAGE;
+        answer[0] = IMGSRV_NOT_IMAGE;
         goto out;
     }
-    if (encrypted && (nfds < 3 || !same_key (srv, fds[2]))) {
-        answer = IMGSRV_NOT_KEY;
-        goto out;
+    if (encrypted) {
+        size_t len = 0;
+        uint8_t *rec = nfds >= 3 ? read_record (fds[2], &len) : NULL;
+        int k = rec ? keys_check (srv, fds[1], rec, len, answer + 1, sizeof (answer) - 1, &err) : 1;
+        capsa_secure_free (rec);
+        if (k < 0) {
+            /* A wrong key: the monitor says why and stops. */
+            answer[0] = IMGSRV_KEY_ERROR;
+            snprintf (answer + 1, sizeof (answer) - 1, "%s", err && err->msg ? err->msg : "the key is not right");
+            capsa_error_free (&err);
+            goto out;
+        }
+        if (k > 0) {
+            answer[0] = IMGSRV_NOT_KEY;
+            answer[1] = '\0';
+            goto out;
+        }
+    } else {
+        answer[1] = '\0';
     }
     pthread_mutex_lock (&srv->lock);
     bool busy = srv->nsessions >= MAX_SESSIONS || srv->stopping;
     pthread_mutex_unlock (&srv->lock);
     if (busy) {
-        answer = IMGSRV_BUSY;
+        answer[0] = IMGSRV_BUSY;
+        answer[1] = '\0';
         goto out;
     }
     int fusefd = fds[0];
     fds[0] = -1;
-    answer = server_add_session (srv, fusefd) == 0 ? IMGSRV_SERVED : IMGSRV_ERROR;
+    answer[0] = server_add_session (srv, fusefd) == 0 ? IMGSRV_SERVED : IMGSRV_ERROR;
 out:
-    (void) !send (cfd, &answer, 1, MSG_NOSIGNAL);
+    (void) !send (cfd, answer, 1 + strnlen (answer + 1, sizeof (answer) - 1), MSG_NOSIGNAL);
 close_only:
     for (size_t i = 0; i < nfds; i++)
         if (fds[i] >= 0)
             close (fds[i]);
     close (cfd);
+}
+
+struct client {
+    struct server *srv;
+    int fd;
+};
+
+static void *
+client_main (void *arg)
+{
+    struct client *cl = arg;
+    struct server *srv = cl->srv;
+    handle_client (srv, cl->fd);
+    free (cl);
+    pthread_mutex_lock (&srv->lock);
+    srv->clients--;
+    pthread_mutex_unlock (&srv->lock);
+    uint64_t one = 1;
+    (void) !write (srv->event_fd, &one, sizeof (one));
+    return NULL;
+}
+
+/* Answer CFD on a thread of its own: a key that must be tried (a KDF of
+ * seconds) holds up nobody else. */
+static void
+start_client (struct server *srv, int cfd)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    struct client *cl = malloc (sizeof (*cl));
+    if (cl == NULL) {
+        close (cfd);
+        return;
+    }
+    *cl = (struct client) { .srv = srv, .fd = cfd };
+    pthread_mutex_lock (&srv->lock);
+    srv->clients++;
+    pthread_mutex_unlock (&srv->lock);
+    pthread_attr_init (&attr);
+    pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create (&t, &attr, client_main, cl) != 0) {
+        pthread_mutex_lock (&srv->lock);
+        srv->clients--;
+        pthread_mutex_unlock (&srv->lock);
+        handle_client (srv, cfd);
+        free (cl);
+    }
+    pthread_attr_destroy (&attr);
 }
 
 /* ---- The socket and the end ------------------------------------------------------- */
@@ -318,7 +375,7 @@ stop_listening (struct server *srv)
     }
     pthread_mutex_lock (&srv->lock);
     srv->stopping = true;
-    bool idle = srv->nsessions == 0;
+    bool idle = srv->nsessions == 0 && srv->clients == 0;
     pthread_mutex_unlock (&srv->lock);
     close (srv->listen_fd);
     srv->listen_fd = -1;
@@ -350,7 +407,7 @@ server_run (struct server *srv)
     for (;;) {
         reap_sessions (srv);
         pthread_mutex_lock (&srv->lock);
-        unsigned live = srv->nsessions;
+        unsigned live = srv->nsessions + srv->clients;
         pthread_mutex_unlock (&srv->lock);
         if (live > 0) {
             deadline = -1;
@@ -390,7 +447,7 @@ server_run (struct server *srv)
         if (srv->listen_fd >= 0 && (p[2].revents & POLLIN)) {
             int cfd = accept4 (srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
             if (cfd >= 0)
-                handle_client (srv, cfd);
+                start_client (srv, cfd);
         }
     }
     if (srv->listen_fd >= 0)

@@ -17,8 +17,10 @@ struct server {
     struct stat id;         /* of the image file */
     uint64_t offset, part_size;
     bool encrypted;
-    uint8_t *key;           /* the key record (secure memory) */
-    size_t keylen;
+    struct capsa_crypt_image *volume; /* an encrypted image, opened */
+    uint8_t salt[32];       /* of the digests of secrets that open it (keys.c) */
+    uint8_t digests[64][32];
+    size_t ndigests;
     /* The shared socket (listen_fd -1: a private server). */
     int listen_fd, dir_fd;
     char *sock_name;
@@ -29,10 +31,20 @@ struct server {
     struct session *sessions;
     unsigned nsessions, total;
     bool stopping;          /* its name is gone: no new connection */
-    int event_fd;           /* a connection ended */
+    unsigned clients;       /* requests being answered (threads) */
+    int event_fd;           /* a connection or a request ended */
 };
 
+struct capsa_crypt_image;
+
 void server_init (struct server *srv, struct sqi_image *img);
+/* keys.c: open the encrypted image with the first container's key record
+ * (INFO: lines for the monitor), and check a later container's record:
+ * 0 it opens the same image, 1 another one, -1 an error (a wrong key). */
+int keys_open (struct server *srv, int fd, uint64_t off, uint64_t size, const uint8_t *rec, size_t len,
+               struct capsa_crypt_image **out, char *info, size_t infolen, capsa_error_t *err);
+int keys_check (struct server *srv, int fd, const uint8_t *rec, size_t len, char *info, size_t infolen,
+                capsa_error_t *err);
 /* Listen on NAME in the directory DIR_FD (kept). */
 int server_listen (struct server *srv, int dir_fd, const char *name, capsa_error_t *err);
 /* Serve until the last connection ended and the linger is over (or a

@@ -639,7 +639,8 @@ dir_load (void *ctx, uint64_t ref, uint64_t unused, struct oc_slot *slot, void *
     for (size_t i = 0; i < d->n; i++)
         d->e[i].name = d->names + (uintptr_t) d->e[i].name;
     /* mksquashfs writes entries sorted; a hand-made image need not be. */
-    qsort (d->e, d->n, sizeof (*d->e), dirent_cmp);
+    if (d->n > 1)
+        qsort (d->e, d->n, sizeof (*d->e), dirent_cmp);
     *obj = d;
     *cost = sizeof (*d) + b.cap * sizeof (*b.e) + b.ncap;
     return 0;

@@ -172,16 +172,23 @@ key_copy (int keyfd)
 
 enum join_result { JOIN_SERVED, JOIN_NO_SERVER, JOIN_REFUSED };
 
-/* Connect to NAME in DIRFD and ask for the connection to be served.
- * *answer is the server's answer byte on JOIN_REFUSED. */
+/* The server's answer: a byte and text (lines, or why the key is wrong). */
+struct answer {
+    char code;
+    char text[1024];
+};
+
+/* Connect to NAME in DIRFD and ask for the connection to be served. */
 static enum join_result
-try_join (int dirfd, const char *name, const struct capsa_imgsrv_request *req, int fds[3], size_t nfds, char *answer)
+try_join (int dirfd, const char *name, const struct capsa_imgsrv_request *req, int fds[3], size_t nfds,
+          struct answer *answer)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     struct ucred cr;
     socklen_t crlen = sizeof (cr);
 
-    *answer = IMGSRV_ERROR;
+    answer->code = IMGSRV_ERROR;
+    answer->text[0] = '\0';
     int len = snprintf (addr.sun_path, sizeof (addr.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
     if (len < 0 || (size_t) len >= sizeof (addr.sun_path))
         return JOIN_REFUSED;
@@ -195,7 +202,8 @@ try_join (int dirfd, const char *name, const struct capsa_imgsrv_request *req, i
         debugf ("image server: the socket %s is not served by uid %u", name, (unsigned) getuid ());
         return JOIN_REFUSED;
     }
-    struct timeval tv = { .tv_sec = 15 };
+    /* A key the server has not seen makes it run the KDF: seconds. */
+    struct timeval tv = { .tv_sec = 120 };
     setsockopt (s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof (tv));
     setsockopt (s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof (tv));
     struct iovec iov = { .iov_base = (void *) req, .iov_len = sizeof (*req) };
@@ -213,13 +221,17 @@ try_join (int dirfd, const char *name, const struct capsa_imgsrv_request *req, i
     memcpy (CMSG_DATA (cm), fds, nfds * sizeof (int));
     if (sendmsg (s, &msg, MSG_NOSIGNAL) != (ssize_t) sizeof (*req))
         return JOIN_NO_SERVER; /* it went away: start one */
+    char buf[sizeof (answer->text) + 1];
     ssize_t n;
     do
-        n = recv (s, answer, 1, 0);
+        n = recv (s, buf, sizeof (buf), 0);
     while (n < 0 && errno == EINTR);
-    if (n != 1)
+    if (n < 1)
         return JOIN_NO_SERVER; /* it stopped before answering */
-    return *answer == IMGSRV_SERVED ? JOIN_SERVED : JOIN_REFUSED;
+    answer->code = buf[0];
+    memcpy (answer->text, buf + 1, (size_t) n - 1);
+    answer->text[n - 1] = '\0';
+    return answer->code == IMGSRV_SERVED ? JOIN_SERVED : JOIN_REFUSED;
 }
 
 /* Hold the directory's lock while a server starts (a few ms; bounded). */
@@ -266,7 +278,7 @@ cloexec_all_but (const int *keep, size_t nkeep)
  * -1 with the server's reason when it did not start. */
 static pid_t
 spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t offset, uint64_t size, int dirfd,
-       const char *name, capsa_error_t *err)
+       const char *name, struct answer *info, capsa_error_t *err)
 {
     int ready[2];
     if (pipe2 (ready, O_CLOEXEC) < 0)
@@ -364,7 +376,7 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         if (n <= 0)
             break;
         got += (size_t) n;
-        if (answer[0] == 'R' || got == sizeof (answer) - 1)
+        if (got == sizeof (answer) - 1)
             break;
     }
     close (ready[0]);
@@ -373,9 +385,42 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         if (!name)
             waitpid (pid, NULL, 0);
         capsa_error_make (err, 0, "%s", got > 1 && answer[0] == 'F' ? answer + 1 : "it did not start");
+        if (got > 1 && answer[0] == 'F')
+            (*err)->code = EKEYREJECTED; /* (or a corrupt image: no fallback either way) */
         return -1;
     }
+    info->code = IMGSRV_SERVED;
+    snprintf (info->text, sizeof (info->text), "%s", answer + 1);
     return name ? 0 : pid;
+}
+
+/* What the server said besides serving: the KDF that ran (as the front end
+ * says it), a capsa 0.1.0 image. */
+static void
+show (const struct capsa_container *c, const char *text)
+{
+    char line[512];
+    for (const char *p = text; *p;) {
+        const char *nl = strchr (p, '\n');
+        size_t n = nl ? (size_t) (nl - p) : strlen (p);
+        snprintf (line, sizeof (line), "%.*s", (int) n, p);
+        p += n + (nl != NULL);
+        char fmt[32], type[32];
+        unsigned long long mem;
+        unsigned iter, lanes;
+        double secs;
+        if (sscanf (line, "kdf %31s %31s %llu %u %u %lf", fmt, type, &mem, &iter, &lanes, &secs) == 6) {
+            if (mem > 0)
+                verbosef ("%s image unlocked: key derivation %s, %llu MiB, %u iterations, %u lanes, took %.3f s", fmt, type,
+                          mem / 1024, iter, lanes, secs);
+            else
+                verbosef ("%s image unlocked: key derivation %s, %u iterations, took %.3f s", fmt, type, iter, secs);
+        } else if (strcmp (line, "legacy") == 0) {
+            warnf ("%s was encrypted by capsa 0.1.0, whose sector numbering the kernel's dm-crypt does not read "
+                   "(Apptainer and SingularityCE cannot open it); capsa still runs it. Encrypt the unencrypted image "
+                   "again with 'capsa encrypt' to share it", c->opts->image);
+        }
+    }
 }
 
 int
@@ -385,6 +430,7 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
     const int keyfd = encrypted ? c->opts->key_fd : -1;
     cleanup_free char *dir = NULL;
     const char *why = NULL;
+    struct answer answer = { 0 };
     char name[48];
 
     *pid = -1;
@@ -398,7 +444,6 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
                                             .flags = encrypted ? IMGSRV_ENCRYPTED : 0, .offset = offset, .size = size };
         memcpy (req.magic, CAPSA_IMGSRV_MAGIC, sizeof (req.magic));
         int fds[3] = { fusefd, filefd, -1 };
-        char answer;
         if (encrypted && (fds[2] = key_copy (keyfd)) < 0)
             return capsa_error_make (err, errno, "cannot pass the key to the image server");
         enum join_result j = try_join (dirfd, name, &req, fds, encrypted ? 3 : 2, &answer);
@@ -406,12 +451,15 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
             close (fds[2]);
         if (j == JOIN_SERVED) {
             *how = IMGSRV_HOW_JOINED;
+            show (c, answer.text);
             return 0;
         }
-        if (j == JOIN_REFUSED && answer != IMGSRV_BUSY) {
-            why = answer == IMGSRV_NOT_KEY   ? "its server of this image holds another key"
-                  : answer == IMGSRV_NOT_IMAGE ? "its server's image is not this file"
-                                               : "its server refused the connection";
+        if (j == JOIN_REFUSED && answer.code == IMGSRV_KEY_ERROR)
+            return capsa_error_code (err, EKEYREJECTED, "%s", answer.text);
+        if (j == JOIN_REFUSED && answer.code != IMGSRV_BUSY) {
+            why = answer.code == IMGSRV_NOT_KEY     ? "its server of this image holds another key"
+                  : answer.code == IMGSRV_NOT_IMAGE ? "its server's image is not this file"
+                                                    : "its server refused the connection";
             break;
         }
         if (j == JOIN_REFUSED) {
@@ -428,26 +476,27 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
         if (encrypted && (fds[2] = key_copy (keyfd)) < 0)
             return capsa_error_make (err, errno, "cannot pass the key to the image server");
         j = try_join (dirfd, name, &req, fds, encrypted ? 3 : 2, &answer);
-        if (j == JOIN_SERVED) {
-            if (fds[2] >= 0)
-                close (fds[2]);
-            *how = IMGSRV_HOW_JOINED;
-            return 0;
-        }
         if (j == JOIN_NO_SERVER) {
             /* A socket nobody listens on is a dead server's. */
             unlinkat (dirfd, name, 0);
-            pid_t p = spawn (c, fusefd, filefd, fds[2], offset, size, dirfd, name, err);
+            pid_t p = spawn (c, fusefd, filefd, fds[2], offset, size, dirfd, name, &answer, err);
             if (fds[2] >= 0)
                 close (fds[2]);
-            if (p == 0) {
-                *how = IMGSRV_HOW_STARTED;
-                return 0;
-            }
-            return -1;
+            if (p < 0)
+                return -1;
+            *how = IMGSRV_HOW_STARTED;
+            show (c, answer.text);
+            return 0;
         }
         if (fds[2] >= 0)
             close (fds[2]);
+        if (j == JOIN_SERVED) {
+            *how = IMGSRV_HOW_JOINED;
+            show (c, answer.text);
+            return 0;
+        }
+        if (answer.code == IMGSRV_KEY_ERROR)
+            return capsa_error_code (err, EKEYREJECTED, "%s", answer.text);
     }
     if (dirfd < 0)
         verbosef ("image server: not shared: the runtime directory %s cannot be used (%s)", dir ? dir : "?", why);
@@ -456,12 +505,13 @@ capsa_imgsrv_serve (struct capsa_container *c, int fusefd, int filefd, uint64_t 
     int k = encrypted ? key_copy (keyfd) : -1;
     if (encrypted && k < 0)
         return capsa_error_make (err, errno, "cannot pass the key to the image server");
-    pid_t p = spawn (c, fusefd, filefd, k, offset, size, -1, NULL, err);
+    pid_t p = spawn (c, fusefd, filefd, k, offset, size, -1, NULL, &answer, err);
     if (k >= 0)
         close (k);
     if (p < 0)
         return -1;
     *pid = p;
     *how = IMGSRV_HOW_PRIVATE;
+    show (c, answer.text);
     return 0;
 }

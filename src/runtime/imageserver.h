@@ -45,7 +45,7 @@
 #define CAPSA_IMGSRV_VERSION 1u
 
 enum capsa_imgsrv_op {
-    IMGSRV_SERVE = 1, /* descriptors: /dev/fuse, the image, [the key pipe] */
+    IMGSRV_SERVE = 1, /* descriptors: /dev/fuse, the image, [the key record's pipe] */
     IMGSRV_STATS = 2, /* no descriptor; the answer is text */
 };
 
@@ -62,9 +62,14 @@ struct capsa_imgsrv_request {
     uint64_t size;
 };
 
-/* Answers to IMGSRV_SERVE, one byte. */
+/* Answers to IMGSRV_SERVE: one byte, then text.  IMGSRV_SERVED: lines for
+ * the monitor to show ("kdf FORMAT TYPE MEMORY_KB ITERATIONS LANES
+ * SECONDS": a key derivation ran; "legacy": an image of capsa 0.1.0).
+ * IMGSRV_KEY_ERROR: the key given does not open the image, and why.  The
+ * server's --ready-fd gets the same: 'R' and lines, or 'F' and why. */
 #define IMGSRV_SERVED 'R'
-#define IMGSRV_NOT_KEY 'K'   /* not the key this server holds */
+#define IMGSRV_KEY_ERROR 'F'
+#define IMGSRV_NOT_KEY 'K'   /* a key that opens another image */
 #define IMGSRV_NOT_IMAGE 'I' /* not the image (or partition) it serves */
 #define IMGSRV_BUSY 'B'      /* too many connections, or stopping */
 #define IMGSRV_ERROR 'E'

@@ -271,7 +271,9 @@ loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t si
         capsa_error_make (err, errno, "cannot open /dev/loop-control");
         goto out;
     }
-    for (int attempt = 0; attempt < 16 && ret < 0; attempt++) {
+    /* Concurrent starts race for the same free device: each lost race
+     * (EBUSY) asks again; 64 containers at once must all find one. */
+    for (int attempt = 0; attempt < 256 && ret < 0; attempt++) {
         int n = ioctl (ctl, LOOP_CTL_GET_FREE);
         if (n < 0) {
             capsa_error_make (err, errno, "no free loop device");
@@ -301,7 +303,7 @@ loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint64_t si
             capsa_error_make (err, e, "cannot set up %s", dev);
             break;
         }
-        if (attempt == 15)
+        if (attempt == 255)
             capsa_error_make (err, EBUSY, "cannot find a free loop device");
     }
 out:

@@ -203,6 +203,7 @@ MARK=$(fixture_crypt_marker)
 start_bg "$U" "$CAPSA exec --pem-path $WORK/enc.pem $WORK/enc.sif"; c2=$BG
 run_user "$CAPSA -v exec --pem-path $WORK/enc.pem $WORK/enc.sif cat /marker"
 expect_match "LUKS2: a second container of the encrypted image joins its server" "image server: joined the running server" "$OUT"
+expect_nomatch "LUKS2: ... which opened the image already: no key derivation runs again" "key derivation" "$OUT"
 expect_match "LUKS2: and reads the plaintext" "^$MARK$" "$OUT"
 esrv=$(servers_of "$U" "$WORK/enc.sif")
 expect_eq "LUKS2: one server, no capsa-cryptfuse or squashfuse_ll (one FUSE layer)" "1 " \
@@ -211,6 +212,12 @@ for mode in "" --userns; do
     run_user "$CAPSA -v exec $mode --pem-path $WORK/gc.pem $WORK/gc.sif cat /marker"
     expect_match "gocryptfs ${mode:-setuid}: served by the image server" "image server: (started|joined)" "$OUT"
     expect_match "gocryptfs ${mode:-setuid}: the plaintext" "^$MARK$" "$OUT"
+    if [ -z "$mode" ]; then
+        expect_match "gocryptfs: the first container's server ran the key derivation (said with -v)" \
+            "^VERBOSE: gocryptfs image unlocked: key derivation scrypt" "$OUT"
+    else
+        expect_nomatch "gocryptfs: the second one's did not run it again" "key derivation" "$OUT"
+    fi
 done
 if [ -n "$esrv" ]; then
     off=$(tr '\0' '\n' < "/proc/$esrv/cmdline" | grep -A1 -x -- --offset | tail -1)
@@ -221,7 +228,9 @@ if [ -n "$esrv" ]; then
     printf 'CAPSAKEY\001\100%s' "$(head -c 64 /dev/zero | tr '\0' 'k')" > "$WORK/wrongkey"
     chmod 0644 "$WORK/wrongkey"
     run_user "$PY serve $sock $WORK/enc.sif $off $size $WORK/wrongkey"
-    expect_eq "attack: the image's user, with another key, is refused by its server" "K" "$OUT"
+    expect_match "attack: the image's user, with another data key, is refused by its server" "^Fthe key does not open" "$OUT"
+    run_user "$PY serve $sock $WORK/enc.sif $off $size --passphrase wrong-passphrase"
+    expect_eq "attack: ... and with a passphrase that opens no keyslot" "Fthe passphrase does not open the image" "$OUT"
     run_user "$PY serve $sock $WORK/img.sif $off $size $WORK/wrongkey"
     expect_eq "attack: another file offered to an image's server is refused" "I" "$OUT"
     run_user "$PY serve $sock $WORK/enc.sif $off $size"

@@ -6,11 +6,13 @@ SOCK_SEQPACKET message: "CAPSAIMG", version, op, flags, reserved, offset,
 size; descriptors attached), not from capsa's code.
 
   imgsrv.py stats SOCKET                    print the server's counters
-  imgsrv.py serve SOCKET IMAGE OFF SIZE [KEYFILE]
+  imgsrv.py serve SOCKET IMAGE OFF SIZE [KEYFILE | --passphrase WORD]
                                             ask it to serve an (unmounted)
                                             /dev/fuse descriptor from IMAGE,
                                             with KEYFILE's bytes on a pipe as
-                                            the key record; print its answer
+                                            the key record, or a secret record
+                                            (crypt.h) of a LUKS2 passphrase;
+                                            print its answer
   imgsrv.py garbage SOCKET                  send a request with a wrong magic
   imgsrv.py listen SOCKET LOG               a fake server: log every
                                             connection to LOG, until killed
@@ -53,15 +55,18 @@ def send(s, f):
         sys.exit(0)
 
 
-def answer(s):
+def answer(s, raw=False):
     try:
         b = s.recv(4096)
     except OSError:
         b = b""
     if not b:
         print("closed")
+    elif raw:
+        sys.stdout.write(b.decode("ascii", "replace"))
     else:
-        sys.stdout.write(b.decode("ascii", "replace") if len(b) > 1 else b.decode("ascii", "replace") + "\n")
+        # The answer byte and its text (runtime/imageserver.h), one line.
+        print(b.decode("ascii", "replace").rstrip("\n").replace("\n", " | "))
 
 
 def main():
@@ -78,7 +83,7 @@ def main():
     s = connect(path)
     if cmd == "stats":
         send(s, lambda: s.send(request(STATS)))
-        answer(s)
+        answer(s, raw=True)
     elif cmd == "garbage":
         send(s, lambda: s.send(request(SERVE, magic=b"NOTCAPSA")))
         answer(s)
@@ -90,8 +95,14 @@ def main():
         flags = 0
         if len(sys.argv) > 6:
             r, w = os.pipe()
-            with open(sys.argv[6], "rb") as f:
-                os.write(w, f.read())
+            if sys.argv[6] == "--passphrase":
+                word = sys.argv[7].encode()
+                src = b"CAPSA_ENCRYPTION_PASSPHRASE"
+                os.write(w, b"CAPSASEC" + bytes([1, 1, 1, 0]) + struct.pack("<I", len(src)) + src
+                         + struct.pack("<I", 0) + struct.pack("<I", len(word)) + word)
+            else:
+                with open(sys.argv[6], "rb") as f:
+                    os.write(w, f.read())
             os.close(w)
             fds.append(r)
             flags = ENCRYPTED
