@@ -7,7 +7,8 @@
  * the next ones the server keeps salted SHA-256 digests of the secrets that
  * opened it: an equal secret is accepted without any KDF; another one is
  * tried (the KDF runs) and accepted when it yields the same data key.  The
- * secrets themselves are not kept. */
+ * secrets themselves are not kept; the salt and digests are in locked
+ * memory (the process is not dumpable, and holds the data key anyway). */
 #include "imagefuse/server.h"
 
 #include <errno.h>
@@ -26,7 +27,7 @@ digest (const struct server *srv, const uint8_t *secret, size_t len, uint8_t out
     unsigned int n = 32;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
     if (ctx == NULL || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1
-        || EVP_DigestUpdate (ctx, srv->salt, sizeof (srv->salt)) != 1 || EVP_DigestUpdate (ctx, secret, len) != 1
+        || EVP_DigestUpdate (ctx, srv->salt, 32) != 1 || EVP_DigestUpdate (ctx, secret, len) != 1
         || EVP_DigestFinal_ex (ctx, out, &n) != 1)
         memset (out, 0, 32); /* matches nothing: the salt makes 0 impossible in practice */
     EVP_MD_CTX_free (ctx);
@@ -89,7 +90,9 @@ int
 keys_open (struct server *srv, int fd, uint64_t off, uint64_t size, const uint8_t *rec, size_t len,
            struct capsa_crypt_image **out, char *info, size_t infolen, capsa_error_t *err)
 {
-    if (capsa_random_bytes (srv->salt, sizeof (srv->salt), err) < 0)
+    srv->salt = capsa_secure_alloc (32 + 64 * 32, NULL);
+    srv->digests = (uint8_t (*)[32]) (srv->salt + 32);
+    if (capsa_random_bytes (srv->salt, 32, err) < 0)
         return -1;
     if (!capsa_is_secret_record (rec, len)) {
         if (capsa_crypt_open_record (fd, off, size, rec, len, out, err) < 0)

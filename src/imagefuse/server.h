@@ -18,8 +18,8 @@ struct server {
     uint64_t offset, part_size;
     bool encrypted;
     struct capsa_crypt_image *volume; /* an encrypted image, opened */
-    uint8_t salt[32];       /* of the digests of secrets that open it (keys.c) */
-    uint8_t digests[64][32];
+    uint8_t *salt;          /* of the digests of secrets that open it (keys.c), */
+    uint8_t (*digests)[32]; /* both in locked memory */
     size_t ndigests;
     /* The shared socket (listen_fd -1: a private server). */
     int listen_fd, dir_fd;

@@ -271,6 +271,25 @@ fi
 cleanup_bg
 wait_gone $(servers_of "$U" "$WORK/img.sif")
 
+# A socket of another user (here root's) at the very name of $U's server:
+# the container's mount never goes to it.
+if [ -n "$sock" ] && [ ! -e "$sock" ]; then
+    python3 "$TOP/tests/helpers/imgsrv.py" listen "$sock" "$WORK/fake.log" &
+    fake=$!
+    BGPIDS+=("$fake")
+    for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+    : >> "$WORK/fake.log"
+    run_user "$CAPSA -v exec $WORK/img.sif /bin/echo not-given"
+    expect_match "attack: a socket of root's in $U's directory: the container still runs" "^not-given$" "$OUT"
+    expect_match "attack: ... on a server of its own, refusing that socket" "image server: not shared: its server refused" "$OUT"
+    expect_eq "attack: ... and the foreign socket got nothing (no request, no descriptor)" "" \
+        "$(grep -v '^connection: 0 bytes, 0 descriptors$' "$WORK/fake.log")"
+    kill "$fake" 2>/dev/null; wait "$fake" 2>/dev/null
+    rm -f "$sock"
+else
+    fail "attack setup: the name of $U's stopped server" "socket '$sock'"
+fi
+
 # A directory in /tmp squatted by another user: never used.
 V=capsa-ifv
 id "$V" > /dev/null 2>&1 || useradd -m -s /bin/sh "$V"

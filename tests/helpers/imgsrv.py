@@ -15,7 +15,8 @@ size; descriptors attached), not from capsa's code.
                                             print its answer
   imgsrv.py garbage SOCKET                  send a request with a wrong magic
   imgsrv.py listen SOCKET LOG               a fake server: log every
-                                            connection to LOG, until killed
+                                            connection (and what it brought)
+                                            to LOG, until killed
 
 The answer is printed as one word: the answer byte, "closed" when the
 server closed the connection without one, or "refused: ERRNO" when the
@@ -78,7 +79,14 @@ def main():
         s.listen(16)
         while True:
             c, _ = s.accept()
-            log.write("connection\n")
+            c.settimeout(2)
+            try:
+                data, fds, _, _ = socket.recv_fds(c, 4096, 4)
+            except OSError:
+                data, fds = b"", []
+            log.write("connection: %d bytes, %d descriptors\n" % (len(data), len(fds)))
+            for fd in fds:
+                os.close(fd)
             c.close()
     s = connect(path)
     if cmd == "stats":
