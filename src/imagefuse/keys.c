@@ -143,9 +143,13 @@ keys_check (struct server *srv, int fd, const uint8_t *rec, size_t len, char *in
         return 0;
     }
     /* A secret not seen yet (another passphrase keyslot, say): does it
-     * open the same image? */
+     * open the same image?  One such KDF at a time (an Argon2id may take a
+     * GiB of memory). */
+    static pthread_mutex_t kdf_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock (&kdf_lock);
     r = capsa_crypt_open_secret (fd, srv->offset, srv->part_size ? srv->part_size : (uint64_t) srv->id.st_size - srv->offset,
                                  &sr, secret, slen, &other, err);
+    pthread_mutex_unlock (&kdf_lock);
     capsa_secure_free (secret);
     if (r < 0)
         return -1;
