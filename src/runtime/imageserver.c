@@ -291,6 +291,10 @@ spawn (struct capsa_container *c, int fusefd, int filefd, int keyfd, uint64_t of
         return -1;
     }
     if (pid == 0) {
+        /* Not the monitor's signal forwarding (exec resets it too). */
+        const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH };
+        for (size_t s = 0; s < ARRAY_SIZE (fwd); s++)
+            signal (fwd[s], SIG_DFL);
         /* The server parses what the user brought: it must be the user. */
         if (geteuid () != c->user.uid || getuid () != c->user.uid)
             _exit (CAPSA_EXIT_FATAL);
