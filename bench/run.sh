@@ -318,8 +318,7 @@ if want images; then
     if "$CAPSA" -q sif new "$USIF" &&
        "$CAPSA" -q sif add --datatype 4 --parttype 2 --partfs 1 --partarch 2 --groupid 1 "$USIF" "$SQFS" &&
        chmod 0644 "$USIF"; then
-        WALK="$CAPSA exec $USIF tar cf /dev/null /usr"
-        READ="$CAPSA exec $USIF sh -c 'find /usr -type f | xargs cat > /dev/null'"
+        cp "$USIF" "$TMP/cold.sif" && chmod 0644 "$TMP/cold.sif"
         cat > "$TMP/start64.sh" <<'SCRIPT'
 #!/bin/sh
 # 64 containers of one image at once; fails if any of them fails.
@@ -335,23 +334,55 @@ for p in $pids; do wait "$p" || rc=1; done
 exit $rc
 SCRIPT
         chmod 0755 "$TMP/start64.sh"
-        S64="sh $TMP/start64.sh $CAPSA $USIF"
-        for row in walk read start64; do
-            case $row in
-            walk) cmd=$WALK; runs=${BENCH_WALK_RUNS:-10}; warm=2 ;;
-            read) cmd=$READ; runs=${BENCH_READ_RUNS:-5}; warm=1 ;;
-            start64) cmd=$S64; runs=${BENCH_START64_RUNS:-5}; warm=1 ;;
-            esac
-            use_conf
-            RUNS=$runs WARMUP=$warm bench $row root none "root-kernel|$cmd"
-            RUNS=$runs WARMUP=$warm bench $row "$BUSER" none "imagefuse|$cmd"
-            if [ $row != start64 ]; then
-                use_conf "image server linger=0"
-                RUNS=$runs WARMUP=$warm bench $row "$BUSER" none "imagefuse-cold|$cmd"
-            fi
-            use_conf "image server=squashfuse_ll"
-            RUNS=$runs WARMUP=$warm bench $row "$BUSER" none "squashfuse_ll|$cmd"
-        done
+        # interleave ROW ROUNDS: one run of each variant per round, in turn,
+        # so that the machine's changing load falls on all of them alike;
+        # the first round warms up and is not counted.  Each run is timed
+        # inside the user's own shell (no runuser in the figure).  The warm
+        # variant's server is kept between rounds ('linger = 60s'); the cold
+        # one runs a copy of the image with 'linger = 0' (a new server each
+        # time).
+        interleave () {
+            local row=$1 rounds=$2 r v name who conf img cmd t
+            local -a variants=("root-kernel|root||$USIF" "imagefuse|$BUSER|image server linger=60s|$USIF"
+                               "imagefuse-cold|$BUSER|image server linger=0|$TMP/cold.sif"
+                               "squashfuse_ll|$BUSER|image server=squashfuse_ll|$USIF")
+            [ "$row" = start64 ] && unset 'variants[2]'
+            echo
+            echo "== $row (interleaved, $rounds rounds)"
+            for v in "${variants[@]}"; do : > "$TMP/times.$row.${v%%|*}"; done
+            for r in $(seq 0 "$rounds"); do
+                for v in "${variants[@]}"; do
+                    IFS='|' read -r name who conf img <<< "$v"
+                    case $row in
+                    walk) cmd="$CAPSA exec $img tar cf /dev/null /usr" ;;
+                    read) cmd="$CAPSA exec $img sh -c 'find /usr -type f | xargs cat > /dev/null'" ;;
+                    start64) cmd="sh $TMP/start64.sh $CAPSA $img" ;;
+                    esac
+                    if [ -n "$conf" ]; then use_conf "$conf"; else use_conf; fi
+                    t=$(as "$who" sh -c "s=\$(date +%s%N); $cmd > /dev/null 2>&1 < /dev/null || echo fail; e=\$(date +%s%N); echo \$(( (e - s) / 1000 ))")
+                    case $t in *fail*) echo "   $name FAILED: $cmd"; echo FAILED >> "$TMP/times.$row.$name"; continue ;; esac
+                    [ "$r" = 0 ] || echo "$t" >> "$TMP/times.$row.$name"
+                done
+            done
+            for v in "${variants[@]}"; do
+                name=${v%%|*}
+                if grep -q FAILED "$TMP/times.$row.$name"; then
+                    printf '%s\t%s\tFAILED\t\t\n' "$row" "$name" >> "$RESULTS"
+                    [ "$name" != root-kernel ] && CAPSA_FAILED=1
+                    continue
+                fi
+                sort -n "$TMP/times.$row.$name" | awk -v m="$row" -v n="$name" '
+                    { x[NR] = $1 / 1000; s += x[NR]; q += x[NR] * x[NR] }
+                    END { mean = s / NR; sd = NR > 1 ? sqrt((q - NR * mean * mean) / (NR - 1)) : 0
+                          med = NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2
+                          printf "%s\t%s\t%s\t%s\t%s\n", m, n, mean, sd, med
+                          printf "   %-15s mean %8.1f ms  sd %7.1f  median %8.1f  (%d runs)\n", n, mean, sd, med, NR > "/dev/stderr" }' \
+                    >> "$RESULTS"
+            done
+        }
+        interleave walk "${BENCH_WALK_RUNS:-10}"
+        interleave read "${BENCH_READ_RUNS:-5}"
+        interleave start64 "${BENCH_START64_RUNS:-4}"
         # How many servers 64 concurrent starts start: a copy of the image
         # no server holds yet, run once with -v.
         for how in imagefuse squashfuse_ll; do
