@@ -59,10 +59,14 @@ LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SANLDFLAGS)
 STARTER_LIB_SRC := $(filter-out src/lib/sanitizer.c,$(wildcard src/lib/*.c)) $(wildcard src/sif/*.c) $(wildcard src/runtime/*.c)
 STARTER_PKGS := libcap json-c
 STARTER_LIBS := $(shell pkg-config --libs $(STARTER_PKGS) 2>/dev/null)
-LIB_SRC     := $(STARTER_LIB_SRC) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c)
+# The image server's squashfs reader and caches (no FUSE in them) are in the
+# library for the unit tests and fuzzers; its FUSE side is in IMAGEFUSE_SRC.
+SQIMAGE_SRC := src/imagefuse/sqimage.c src/imagefuse/objcache.c
+LIB_SRC     := $(STARTER_LIB_SRC) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c) $(SQIMAGE_SRC)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
 CRYPTFUSE_SRC := $(wildcard src/cryptfuse/*.c)
+IMAGEFUSE_SRC := $(filter-out $(SQIMAGE_SRC),$(wildcard src/imagefuse/*.c))
 SECCOMPC_SRC := $(wildcard src/seccompc/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
@@ -77,6 +81,7 @@ LIGHT_SRC   := src/cmd/main.c src/cmd/action.c src/cmd/help.c src/cmd/inspect.c 
 LIGHT_OBJ   := $(LIGHT_SRC:%.c=$(BUILDDIR)/light/%.o)
 STARTER_OBJ := $(STARTER_SRC:%.c=$(BUILDDIR)/%.o)
 CRYPTFUSE_OBJ := $(CRYPTFUSE_SRC:%.c=$(BUILDDIR)/%.o)
+IMAGEFUSE_OBJ := $(IMAGEFUSE_SRC:%.c=$(BUILDDIR)/%.o)
 SECCOMPC_OBJ := $(SECCOMPC_SRC:%.c=$(BUILDDIR)/%.o)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILDDIR)/tests/%)
 
@@ -90,6 +95,7 @@ CAPSA    := $(BUILDDIR)/capsa
 TOOLS    := $(BUILDDIR)/capsa-tools
 STARTER  := $(BUILDDIR)/capsa-starter
 CRYPTFUSE := $(BUILDDIR)/capsa-cryptfuse
+IMAGEFUSE := $(BUILDDIR)/capsa-imagefuse
 SECCOMPC := $(BUILDDIR)/capsa-seccompc
 # Preloaded into Debian's fuse2fs (libfuse 2) so that it serves a connection
 # the container mounted (src/fuseshim/shim.c).  Built without sanitizers:
@@ -98,7 +104,7 @@ FUSESHIM := $(BUILDDIR)/fusermount-shim.so
 
 .PHONY: all install uninstall check check-vm unit bench fuzz deb clean FORCE
 
-all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM) $(UNIT_BIN)
+all: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(IMAGEFUSE) $(SECCOMPC) $(FUSESHIM) $(UNIT_BIN)
 
 # Paths compiled into the binaries live in one generated header, rewritten
 # only when they change so that a PREFIX change rebuilds what depends on it.
@@ -138,6 +144,12 @@ $(STARTER): $(STARTER_OBJ) $(SAN_OBJ) $(LIBSTARTER)
 $(CRYPTFUSE): $(CRYPTFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA)
 	$(CC) $(LDFLAGS) -o $@ $(CRYPTFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
 
+# capsa's image server: squashfs images (clear or encrypted) for users'
+# containers, shared between them; runs as the user, never privileged
+# (src/imagefuse/main.c).
+$(IMAGEFUSE): $(IMAGEFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA)
+	$(CC) $(LDFLAGS) -o $@ $(IMAGEFUSE_OBJ) $(SAN_OBJ) $(LIBCAPSA) $(PKG_LIBS)
+
 # The compiler of the administrator's seccomp profile, run by the starter as
 # nobody (src/seccompc/main.c); installed 0711 so that it starts not dumpable.
 $(SECCOMPC): $(SECCOMPC_OBJ) $(SAN_OBJ) $(LIBCAPSA)
@@ -152,13 +164,13 @@ $(BUILDDIR)/tests/%: tests/unit/%.c $(LIBCAPSA) tests/unit/tap.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCAPSA) $(PKG_LIBS) $(OCI_LIBS)
 
--include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(LIGHT_OBJ:.o=.d) $(STARTER_OBJ:.o=.d) $(CRYPTFUSE_OBJ:.o=.d) $(SECCOMPC_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(LIGHT_OBJ:.o=.d) $(STARTER_OBJ:.o=.d) $(CRYPTFUSE_OBJ:.o=.d) $(IMAGEFUSE_OBJ:.o=.d) $(SECCOMPC_OBJ:.o=.d)
 
 # The starter is the only privileged program: setuid root, not readable
 # or writable by others.  capsa.conf, capability.json and the GPU lists
 # (nvliblist.conf, rocmliblist.conf) are kept when they already exist (an
 # administrator's edits survive a reinstall).
-install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
+install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(IMAGEFUSE) $(SECCOMPC) $(FUSESHIM)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/capsa $(DESTDIR)$(SYSCONFDIR)/capsa
 	install -m 0755 $(CAPSA) $(DESTDIR)$(BINDIR)/capsa
 	# Apptainer's names, for scripts, workflow tools and the
@@ -168,6 +180,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 	install -m 0755 $(TOOLS) $(DESTDIR)$(LIBEXECDIR)/capsa/tools
 	install -m 4755 $(STARTER) $(DESTDIR)$(LIBEXECDIR)/capsa/starter
 	install -m 0711 $(CRYPTFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse
+	install -m 0711 $(IMAGEFUSE) $(DESTDIR)$(LIBEXECDIR)/capsa/imagefuse
 	install -m 0711 $(SECCOMPC) $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc
 	install -m 0644 $(FUSESHIM) $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	test -e $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf || install -m 0644 etc/capsa.conf $(DESTDIR)$(SYSCONFDIR)/capsa/capsa.conf
@@ -183,7 +196,7 @@ install: $(CAPSA) $(TOOLS) $(STARTER) $(CRYPTFUSE) $(SECCOMPC) $(FUSESHIM)
 
 uninstall:
 	for n in apptainer singularity run-singularity; do [ "$$(readlink $(DESTDIR)$(BINDIR)/$$n)" = capsa ] && rm -f $(DESTDIR)$(BINDIR)/$$n; done; true
-	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc $(DESTDIR)$(LIBEXECDIR)/capsa/tools \
+	rm -f $(DESTDIR)$(BINDIR)/capsa $(DESTDIR)$(LIBEXECDIR)/capsa/starter $(DESTDIR)$(LIBEXECDIR)/capsa/cryptfuse $(DESTDIR)$(LIBEXECDIR)/capsa/imagefuse $(DESTDIR)$(LIBEXECDIR)/capsa/seccompc $(DESTDIR)$(LIBEXECDIR)/capsa/tools \
 	      $(DESTDIR)$(LIBEXECDIR)/capsa/fusermount-shim.so
 	rmdir $(DESTDIR)$(LIBEXECDIR)/capsa/mnt $(DESTDIR)$(LIBEXECDIR)/capsa 2>/dev/null || true
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard docs/man/*.1))) \

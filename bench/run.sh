@@ -15,6 +15,7 @@
 #   BENCH_RUNS     hyperfine --runs                     [100]
 #   BENCH_WARMUP   hyperfine --warmup                   [5]
 #   BENCH_STRICT   1: exit 1 when a goal is not met     [0]
+#   BENCH_ONLY     sections to run, of: startup sif build enc images  [all]
 #   FIXTURES       shared fixtures (for the SIF probe)  [../shared/fixtures]
 #   CAPSA_TEST_CACHE  fixture cache (tests/fixtures.sh) [/var/cache/capsa-test]
 # Exit status: 0 when everything ran, 1 when a goal is missed under
@@ -34,7 +35,12 @@ FIXTURES=${FIXTURES:-$top/../shared/fixtures}
 
 # Goals: capsa's mean divided by the peer's mean must be at most this.
 declare -A GOAL=([root/bwrap]=0.8 [setuid/bwrap]=0.8 [userns/ch-run]=1.0 [sif/loop+bwrap]=0.6
-                 [build/mksquashfs]=1.05 [enc-start/capsa-plain]=1.5 [enc-read/capsa-plain]=1.25)
+                 [build/mksquashfs]=1.05 [enc-start/capsa-plain]=1.5 [enc-read/capsa-plain]=1.25
+                 [enc-start-user/capsa-plain]=1.5)
+# Users' images (issue 17): a row's mean over root-kernel's must be at most
+# this (root-kernel: root's container, the kernel's squashfs on a loop device).
+declare -A IMG_GOAL=([walk/imagefuse]=1.5 [read/imagefuse]=1.25)
+want () { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 die () { echo "bench: $*" >&2; exit 2; }
 note () { echo "bench: $*" >&2; }
@@ -62,7 +68,9 @@ MNT_LOOP=$TMP/mnt-loop
 MNT_FUSE=$TMP/mnt-fuse
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
+CONF=$CAPSA_PREFIX/etc/capsa/capsa.conf
 cleanup () {
+    [ -f "$TMP/capsa.conf.saved" ] && cp -p "$TMP/capsa.conf.saved" "$CONF"
     mountpoint -q "$MNT_LOOP" 2>/dev/null && umount "$MNT_LOOP"
     mountpoint -q "$MNT_FUSE" 2>/dev/null && { fusermount3 -u "$MNT_FUSE" || umount -l "$MNT_FUSE"; }
     rm -rf --one-file-system "$TMP"
@@ -179,6 +187,7 @@ fi
 BWRAP="bwrap --ro-bind $DIR / --proc /proc --dev /dev --unshare-all /bin/true"
 CHRUN="ch-run $DIR -- /bin/true"
 
+if want startup; then
 check_mode root root exec "$DIR" /bin/true
 bench root root none "capsa|$CAPSA exec $DIR /bin/true" "bwrap|$BWRAP" "ch-run|$CHRUN"
 
@@ -187,12 +196,15 @@ bench setuid "$BUSER" none "capsa|$CAPSA exec $DIR /bin/true" "bwrap|$BWRAP" "ch
 
 check_mode "$BUSER" "user namespace" exec --userns "$DIR" /bin/true
 bench userns "$BUSER" none "capsa|$CAPSA exec --userns $DIR /bin/true" "bwrap|$BWRAP" "ch-run|$CHRUN"
+fi
 
 # SIF start-up, as root: capsa mounts the SIF's squashfs partition itself;
 # the peers mount the same squashfs (kernel loop device or squashfuse) and
 # run bwrap on it, mount and unmount included.
 SIF_NOTE=
-if ! "$CAPSA" sif --help 2>&1 | grep -qw new || ! "$CAPSA" sif --help 2>&1 | grep -qw add; then
+if ! want sif; then
+    :
+elif ! "$CAPSA" sif --help 2>&1 | grep -qw new || ! "$CAPSA" sif --help 2>&1 | grep -qw add; then
     SIF_NOTE="SIF rows: skipped (capsa has no 'sif new'/'sif add')"
 else
     SIF=$TMP/minbase.sif
@@ -219,10 +231,12 @@ fi
 
 # capsa build of the minbase tree against mksquashfs alone (gzip), as root.
 # Each run takes seconds: fewer runs.
+if want build; then
 RUNS=${BENCH_BUILD_RUNS:-3} WARMUP=1 bench build root sh \
     "capsa|rm -f $TMP/b.sif && $CAPSA -q build $TMP/b.sif $DIR" \
     "mksquashfs|rm -f $TMP/x.sqfs && mksquashfs $DIR $TMP/x.sqfs -comp gzip -noappend -quiet -no-progress"
 rm -f "$TMP/b.sif" "$TMP/x.sqfs"
+fi
 
 # Encrypted images, as root: start-up and reading every file, against the
 # same image unencrypted.  The RSA image's keyslot uses a cheap KDF, so its
@@ -244,7 +258,9 @@ kdf_ms () {
 }
 declare -A KDF_MS=()
 PLAIN=$TMP/plain.sif
-if "$CAPSA" -q sif new "$PLAIN" &&
+if ! want enc; then
+    :
+elif "$CAPSA" -q sif new "$PLAIN" &&
    "$CAPSA" -q sif add --datatype 4 --parttype 2 --partfs 1 --partarch 2 --groupid 1 "$PLAIN" "$SQFS" &&
    openssl genrsa -traditional -out "$TMP/key.pem" 2048 2>/dev/null &&
    openssl rsa -in "$TMP/key.pem" -RSAPublicKey_out -out "$TMP/key.pub" 2>/dev/null &&
@@ -275,6 +291,129 @@ else
     ENC_NOTE="encrypted rows: skipped (could not make the encrypted images)"
 fi
 
+
+# ------------------------------------------------------------------ users' images
+# A user's SIF (the minbase squashfs) in fresh containers: root's kernel
+# mount against the user's image server (setuid mode, the default
+# configuration: shared and warm, 'image server linger = 10s'; and cold,
+# 'linger = 0', a new server per container) and against squashfuse_ll
+# ('image server = squashfuse_ll').  Then 64 concurrent starts of one image
+# as the user, and an encrypted image's start-up against the same image in
+# clear, as the user.  capsa.conf of CAPSA_PREFIX is changed for the rows
+# and restored afterwards.
+IMG_NOTE=
+declare -A SERVERS_STARTED=()
+# use_conf KEY=VALUE...: the saved capsa.conf with these settings.
+use_conf () {
+    local kv
+    cp -p "$TMP/capsa.conf.saved" "$CONF"
+    for kv; do
+        sed -i "/^${kv%%=*} = /d" "$CONF"
+        echo "${kv%%=*} = ${kv#*=}" >> "$CONF"
+    done
+}
+if want images; then
+    cp -p "$CONF" "$TMP/capsa.conf.saved"
+    USIF=$TMP/user.sif
+    if "$CAPSA" -q sif new "$USIF" &&
+       "$CAPSA" -q sif add --datatype 4 --parttype 2 --partfs 1 --partarch 2 --groupid 1 "$USIF" "$SQFS" &&
+       chmod 0644 "$USIF"; then
+        cp "$USIF" "$TMP/cold.sif" && chmod 0644 "$TMP/cold.sif"
+        cat > "$TMP/start64.sh" <<'SCRIPT'
+#!/bin/sh
+# 64 containers of one image at once; fails if any of them fails.
+pids=
+i=0
+while [ $i -lt 64 ]; do
+    "$1" exec "$2" /bin/true < /dev/null &
+    pids="$pids $!"
+    i=$((i + 1))
+done
+rc=0
+for p in $pids; do wait "$p" || rc=1; done
+exit $rc
+SCRIPT
+        chmod 0755 "$TMP/start64.sh"
+        # interleave ROW ROUNDS: one run of each variant per round, in turn,
+        # so that the machine's changing load falls on all of them alike;
+        # the first round warms up and is not counted.  Each run is timed
+        # inside the user's own shell (no runuser in the figure).  The warm
+        # variant's server is kept between rounds ('linger = 60s'); the cold
+        # one runs a copy of the image with 'linger = 0' (a new server each
+        # time).
+        interleave () {
+            local row=$1 rounds=$2 r v name who conf img cmd t
+            local -a variants=("root-kernel|root||$USIF" "imagefuse|$BUSER|image server linger=60s|$USIF"
+                               "imagefuse-cold|$BUSER|image server linger=0|$TMP/cold.sif"
+                               "squashfuse_ll|$BUSER|image server=squashfuse_ll|$USIF")
+            [ "$row" = start64 ] && unset 'variants[2]'
+            echo
+            echo "== $row (interleaved, $rounds rounds)"
+            for v in "${variants[@]}"; do : > "$TMP/times.$row.${v%%|*}"; done
+            for r in $(seq 0 "$rounds"); do
+                for v in "${variants[@]}"; do
+                    IFS='|' read -r name who conf img <<< "$v"
+                    case $row in
+                    walk) cmd="$CAPSA exec $img tar cf /dev/null /usr" ;;
+                    read) cmd="$CAPSA exec $img sh -c 'find /usr -type f | xargs cat > /dev/null'" ;;
+                    start64) cmd="sh $TMP/start64.sh $CAPSA $img" ;;
+                    esac
+                    if [ -n "$conf" ]; then use_conf "$conf"; else use_conf; fi
+                    t=$(as "$who" sh -c "s=\$(date +%s%N); $cmd > /dev/null 2>&1 < /dev/null || echo fail; e=\$(date +%s%N); echo \$(( (e - s) / 1000 ))")
+                    case $t in *fail*) echo "   $name FAILED: $cmd"; echo FAILED >> "$TMP/times.$row.$name"; continue ;; esac
+                    [ "$r" = 0 ] || echo "$t" >> "$TMP/times.$row.$name"
+                done
+            done
+            for v in "${variants[@]}"; do
+                name=${v%%|*}
+                if grep -q FAILED "$TMP/times.$row.$name"; then
+                    printf '%s\t%s\tFAILED\t\t\n' "$row" "$name" >> "$RESULTS"
+                    [ "$name" != root-kernel ] && CAPSA_FAILED=1
+                    continue
+                fi
+                sort -n "$TMP/times.$row.$name" | awk -v m="$row" -v n="$name" '
+                    { x[NR] = $1 / 1000; s += x[NR]; q += x[NR] * x[NR] }
+                    END { mean = s / NR; sd = NR > 1 ? sqrt((q - NR * mean * mean) / (NR - 1)) : 0
+                          med = NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2
+                          printf "%s\t%s\t%s\t%s\t%s\n", m, n, mean, sd, med
+                          printf "   %-15s mean %8.1f ms  sd %7.1f  median %8.1f  (%d runs)\n", n, mean, sd, med, NR > "/dev/stderr" }' \
+                    >> "$RESULTS"
+            done
+        }
+        interleave walk "${BENCH_WALK_RUNS:-10}"
+        interleave read "${BENCH_READ_RUNS:-5}"
+        interleave start64 "${BENCH_START64_RUNS:-4}"
+        # How many servers 64 concurrent starts start: a copy of the image
+        # no server holds yet, run once with -v.
+        for how in imagefuse squashfuse_ll; do
+            cp "$USIF" "$TMP/count.sif" && chmod 0644 "$TMP/count.sif"
+            if [ $how = imagefuse ]; then use_conf; pat="image server: started"; else use_conf "image server=squashfuse_ll"; pat="squashfuse_ll serves"; fi
+            : > "$TMP/count.log"
+            chmod 0666 "$TMP/count.log"
+            t0=$(date +%s.%N)
+            as "$BUSER" sh -c "for i in \$(seq 64); do $CAPSA -v exec $TMP/count.sif /bin/true < /dev/null >> $TMP/count.log 2>&1 & done; wait"
+            t1=$(date +%s.%N)
+            SERVERS_STARTED[$how]="$(grep -c "$pat" "$TMP/count.log") servers started, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s wall (cold)"
+            rm -f "$TMP/count.sif"
+        done
+        use_conf
+        # Encrypted start-up as the user (RSA key: no costly KDF).
+        if [ -f "$TMP/rsa.sif" ] && [ -f "$PLAIN" ]; then
+            # (The passphrase row: the server opened the image once, during
+            # the warm-up; a warm server runs no KDF.)
+            bench enc-start-user "$BUSER" none \
+                "capsa|$CAPSA exec --pem-path $TMP/key.pem $TMP/rsa.sif /bin/true" \
+                "capsa-plain|$CAPSA exec $PLAIN /bin/true" \
+                "capsa-passphrase|env CAPSA_ENCRYPTION_PASSPHRASE=bench-passphrase $CAPSA exec $TMP/pass.sif /bin/true"
+        else
+            IMG_NOTE="enc-start-user: skipped (needs the enc section's images)"
+        fi
+        cp -p "$TMP/capsa.conf.saved" "$CONF"
+    else
+        IMG_NOTE="users' image rows: skipped (could not make the SIF)"
+    fi
+fi
+
 # ------------------------------------------------------------------ report
 mean_of () { awk -F'\t' -v m="$1" -v n="$2" '$1 == m && $2 == n && $3 != "FAILED" { print $3; exit }' "$RESULTS"; }
 median_of () { awk -F'\t' -v m="$1" -v n="$2" '$1 == m && $2 == n && $3 != "FAILED" { print $5; exit }' "$RESULTS"; }
@@ -286,7 +425,7 @@ echo "(goals apply to it); the median ratio beside it is less sensitive to a bus
 echo
 echo "| mode | runtime | mean ms | σ ms | median ms | capsa / runtime | (medians) | goal | met |"
 echo "|---|---|---:|---:|---:|---:|---:|---|---|"
-for mode in root setuid userns sif build enc-start enc-read; do
+for mode in root setuid userns sif build enc-start enc-read enc-start-user; do
     grep -q "^$mode	" "$RESULTS" || continue
     cm=$(mean_of "$mode" capsa)
     while IFS=$'\t' read -r m name mean sd median; do
@@ -313,6 +452,44 @@ for mode in root setuid userns sif build enc-start enc-read; do
     done < "$RESULTS"
 done
 echo
+
+# Users' images: each row against root's kernel mount.
+if grep -qE "^(walk|read|start64)	" "$RESULTS"; then
+    echo
+    echo "A user's SIF against root's: mean over root-kernel's mean (goals apply to it), medians beside it."
+    echo "walk: tar cf /dev/null /usr; read: find /usr -type f | xargs cat; start64: 64 concurrent starts."
+    echo
+    echo "| work | served by | mean ms | σ ms | median ms | / root-kernel | (medians) | goal | met |"
+    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    for mode in walk read start64; do
+        rm_=$(mean_of "$mode" root-kernel); rmed=$(median_of "$mode" root-kernel)
+        while IFS=$'\t' read -r m name mean sd median; do
+            [ "$m" = "$mode" ] || continue
+            ratio='' mratio='' goal=${IMG_GOAL[$mode/$name]:-} verdict=''
+            if [ "$mean" = FAILED ] || [ "$name" = all ]; then
+                echo "| $mode | $name | failed | | | | | | |"; continue
+            fi
+            if [ "$name" != root-kernel ] && [ -n "$rm_" ]; then
+                ratio=$(awk -v a="$mean" -v b="$rm_" 'BEGIN { printf "%.2f", a / b }')
+                mratio=$(awk -v a="$median" -v b="$rmed" 'BEGIN { printf "%.2f", a / b }')
+            fi
+            if [ -n "$goal" ]; then
+                if [ -z "$ratio" ]; then verdict="n/a"; unknown=$((unknown + 1))
+                elif awk -v r="$ratio" -v g="$goal" 'BEGIN { exit !(r <= g) }'; then verdict=yes; met=$((met + 1))
+                else verdict="**no**"; missed=$((missed + 1)); fi
+                verdicts+=("$mode: $name / root-kernel = ${ratio:-?} (goal ≤ $goal): ${verdict//\*/}; medians ${mratio:-?}")
+                goal="≤ $goal"
+            fi
+            printf '| %s | %s | %.1f | %.1f | %.1f | %s | %s | %s | %s |\n' "$mode" "$name" "$mean" "$sd" "$median" \
+                "$ratio" "$mratio" "$goal" "$verdict"
+        done < "$RESULTS"
+    done
+    echo
+    for how in imagefuse squashfuse_ll; do
+        [ -n "${SERVERS_STARTED[$how]:-}" ] && echo "64 concurrent starts of one image ($how): ${SERVERS_STARTED[$how]}"
+    done
+fi
+[ -n "${IMG_NOTE:-}" ] && { echo "$IMG_NOTE"; echo; }
 [ -n "$SIF_NOTE" ] && { echo "$SIF_NOTE"; echo; }
 [ -n "$ENC_NOTE" ] && { echo "$ENC_NOTE"; echo; }
 # Encrypted start-up with the KDF taken out (measured apart with capsa -v).

@@ -409,17 +409,44 @@ encrypted_sif (const char *image, struct sif_image **sif, const struct sif_descr
 }
 
 #ifdef CAPSA_LIGHT
-/* The light front end has no cryptography: encrypted images, and any key
- * given, go to the full one. */
+/* The light front end has no cryptography.  A user's key is handed on
+ * unopened, as a secret record (src/crypt/keyrecord.c, no OpenSSL): the
+ * image server opens the image with it, once, or finds that it already did
+ * (runtime/imageserver.h); a wrong key fails there, before the command
+ * runs.  Root's runs (the kernel's squashfs over capsa-cryptfuse) go to the
+ * full front end, which opens the image first. */
 static void
 prepare_key (const char *image, bool passphrase, const char *pem_path, struct strv *args)
 {
+    capsa_error_t err = NULL;
     struct sif_image *sif;
     const struct sif_descriptor *part;
+    int pfd[2];
 
-    (void) args;
-    if (passphrase || pem_path != NULL || capsa_keyspec_in_environment () || encrypted_sif (image, &sif, &part))
-        capsa_delegate_to_tools ();
+    if (getuid () == 0) {
+        if (passphrase || pem_path != NULL || capsa_keyspec_in_environment () || encrypted_sif (image, &sif, &part))
+            capsa_delegate_to_tools ();
+        return;
+    }
+    if (!encrypted_sif (image, &sif, &part)) {
+        if (passphrase || pem_path != NULL || capsa_keyspec_in_environment ())
+            warnf ("%s is not encrypted; the key given is not used", image);
+        capsa_keyspec_scrub_environment ();
+        return;
+    }
+    struct capsa_keyspec key = { 0 };
+    if (capsa_keyspec_get (passphrase, pem_path, CAPSA_KEY_DECRYPT, &key, &err) < 0)
+        capsa_error_fatal (&err);
+    if (pipe2 (pfd, O_CLOEXEC) < 0)
+        capsa_die ("pipe: %s", strerror (errno));
+    if (capsa_secret_record_write (sif, part, &key, pfd[1], &err) < 0)
+        capsa_error_fatal (&err);
+    capsa_keyspec_clear (&key);
+    close (pfd[1]);
+    sif_close (sif);
+    if (fcntl (pfd[0], F_SETFD, 0) < 0)
+        capsa_die ("cannot pass the key: %s", strerror (errno));
+    strv_push_take (args, xasprintf ("--key-fd=%d", pfd[0]));
 }
 #else
 /* An encrypted SIF: get the key (flags, terminal, standard input or

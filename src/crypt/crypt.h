@@ -249,6 +249,61 @@ int capsa_crypt_write_record (const struct capsa_crypt_image *img, int fd, capsa
  * record without the magic of 32 or 64 bytes is a raw LUKS2 volume key. */
 int capsa_crypt_open_record (int fd, uint64_t off, uint64_t size, const void *rec, size_t rec_len,
                              struct capsa_crypt_image **out, capsa_error_t *err);
+/* Do two opened images hold the same data key (and format)?  Constant
+ * time in the key's bytes. */
+bool capsa_crypt_same_key (const struct capsa_crypt_image *a, const struct capsa_crypt_image *b);
+
+/* ---- Secret records: key material handed on unopened ------------------------- */
+
+/* A user's front end does not open an encrypted image for the image server:
+ * it reads the key material (passphrase, or PEM private key with the
+ * image's RSA key message) and hands it on in a "secret record" through the
+ * same pipe, unopened, so that the header is opened (and the KDF runs) once,
+ * where the image is served; a warm image server that already opened the
+ * image with the same secret opens nothing at all.  capsa_crypt_open_record()
+ * accepts both kinds of record (so capsa-cryptfuse does too).
+ *
+ *   "CAPSASEC", version 1, format (enum capsa_crypt_format), kind (enum
+ *   capsa_secret_kind), 0; then three fields, each a 32-bit little-endian
+ *   length and its bytes: the key's source (for messages: a file name or
+ *   variable), the image's RSA key message (PEM text; may be empty for a
+ *   passphrase), the secret (the passphrase, or the PEM private key). */
+#define CAPSA_SECRET_RECORD_MAGIC "CAPSASEC"
+/* Fits a pipe's default buffer, which holds it until the starter runs. */
+#define CAPSA_SECRET_RECORD_MAX 61440u
+
+enum capsa_secret_kind { CAPSA_SECRET_PASSPHRASE = 1, CAPSA_SECRET_PEM = 2 };
+struct capsa_keyspec;
+
+struct capsa_secret_record {
+    enum capsa_crypt_format fmt;
+    enum capsa_secret_kind kind;
+    const char *source; /* not NUL-terminated */
+    size_t source_len;
+    const char *message; /* not NUL-terminated */
+    size_t message_len;
+    const uint8_t *secret;
+    size_t secret_len;
+};
+
+/* Write the secret record for partition PART of IMG (encrypted) and KEY to
+ * FD (a pipe).  Refuses, with the messages of capsa_sif_key_secret(), no
+ * key and a PEM key for a passphrase image.  No OpenSSL. */
+int capsa_secret_record_write (const struct sif_image *img, const struct sif_descriptor *part,
+                               const struct capsa_keyspec *key, int fd, capsa_error_t *err);
+bool capsa_is_secret_record (const void *rec, size_t len);
+/* The fields of REC (pointers into it). */
+int capsa_secret_record_parse (const void *rec, size_t len, struct capsa_secret_record *out, capsa_error_t *err);
+/* The secret that opens the image (the passphrase, or the RSA secret
+ * unwrapped with the record's private key: EKEYREJECTED "the private key in
+ * SOURCE does not open the image"), in secure memory.  OpenSSL. */
+int capsa_crypt_record_secret (const struct capsa_secret_record *rec, uint8_t **secret, size_t *len,
+                               capsa_error_t *err);
+/* Open [off, off+size) of fd with that secret (the KDF runs), with the
+ * record's words for a wrong key ("the passphrase does not open the
+ * image", "the private key in SOURCE does not open the image"). */
+int capsa_crypt_open_secret (int fd, uint64_t off, uint64_t size, const struct capsa_secret_record *sr,
+                             const uint8_t *secret, size_t len, struct capsa_crypt_image **out, capsa_error_t *err);
 
 /* ---- RSA key wrapping ------------------------------------------------------ */
 
@@ -341,7 +396,8 @@ int capsa_encrypt_write_partition (struct sif_image *out, int squashfs_fd, const
                                    capsa_error_t *err);
 
 /* The format of an encrypted partition from its fs type (5: LUKS2, 6:
- * gocryptfs); EINVAL when it is not an encrypted one. */
+ * gocryptfs); EINVAL when it is not an encrypted one.  (This and
+ * capsa_sif_find_key_message() use no OpenSSL: src/crypt/keyrecord.c.) */
 int capsa_sif_crypt_format (const struct sif_descriptor *part, enum capsa_crypt_format *fmt, capsa_error_t *err);
 
 /* The cryptographic message (PEM, RSA-OAEP) linked to partition part, if

@@ -147,12 +147,75 @@ capsa_crypt_write_record (const struct capsa_crypt_image *img, int fd, capsa_err
 }
 
 int
+capsa_crypt_record_secret (const struct capsa_secret_record *rec, uint8_t **secret, size_t *len, capsa_error_t *err)
+{
+    struct capsa_rsa_key *rsa = NULL;
+
+    if (rec->kind == CAPSA_SECRET_PASSPHRASE) {
+        *secret = capsa_secure_alloc (rec->secret_len, NULL);
+        memcpy (*secret, rec->secret, rec->secret_len);
+        *len = rec->secret_len;
+        return 0;
+    }
+    /* A PEM private key: NUL-terminated in locked memory for the parser. */
+    cleanup_free char *what = xasprintf ("%.*s", (int) rec->source_len, rec->source);
+    char *pem = capsa_secure_alloc (rec->secret_len + 1, NULL);
+    memcpy (pem, rec->secret, rec->secret_len);
+    int r = capsa_rsa_key_load (pem, rec->secret_len, true, what[0] ? what : "the PEM key", &rsa, err);
+    capsa_secure_free (pem);
+    if (r < 0)
+        return -1;
+    r = capsa_rsa_unwrap (rsa, rec->message, rec->message_len, secret, len, err);
+    capsa_rsa_key_free (rsa);
+    if (r < 0 && (*err)->code == EKEYREJECTED)
+        capsa_error_code (err, EKEYREJECTED, "the private key in %s does not open the image", what[0] ? what : "given");
+    return r;
+}
+
+int
+capsa_crypt_open_secret (int fd, uint64_t off, uint64_t size, const struct capsa_secret_record *sr, const uint8_t *secret,
+                         size_t len, struct capsa_crypt_image **out, capsa_error_t *err)
+{
+    int r = capsa_crypt_open (fd, off, size, sr->fmt, secret, len, 0, out, err);
+    if (r < 0 && (*err)->code == EKEYREJECTED) {
+        if (sr->kind == CAPSA_SECRET_PEM)
+            capsa_error_code (err, EKEYREJECTED, "the private key in %.*s does not open the image", (int) sr->source_len,
+                              sr->source);
+        else if (sr->message_len > 0)
+            capsa_error_code (err, EKEYREJECTED, "the passphrase does not open the image: it was encrypted with "
+                              "an RSA key (use --pem-path PRIVATE_KEY)");
+        else
+            capsa_error_code (err, EKEYREJECTED, "the passphrase does not open the image");
+    }
+    return r;
+}
+
+/* A secret record: the secret, then the image opened with it (the KDF
+ * runs), with the messages the front end gives for a wrong key. */
+static int
+open_secret_record (int fd, uint64_t off, uint64_t size, const void *rec, size_t rec_len,
+                    struct capsa_crypt_image **out, capsa_error_t *err)
+{
+    struct capsa_secret_record sr;
+    uint8_t *secret = NULL;
+    size_t len = 0;
+
+    if (capsa_secret_record_parse (rec, rec_len, &sr, err) < 0 || capsa_crypt_record_secret (&sr, &secret, &len, err) < 0)
+        return -1;
+    int r = capsa_crypt_open_secret (fd, off, size, &sr, secret, len, out, err);
+    capsa_secure_free (secret);
+    return r;
+}
+
+int
 capsa_crypt_open_record (int fd, uint64_t off, uint64_t size, const void *rec, size_t rec_len,
                          struct capsa_crypt_image **out, capsa_error_t *err)
 {
     const unsigned char *r = rec;
     enum capsa_crypt_format fmt;
 
+    if (capsa_is_secret_record (rec, rec_len))
+        return open_secret_record (fd, off, size, rec, rec_len, out, err);
     if (rec_len < RECORD_MAGIC_LEN || memcmp (r, CAPSA_KEY_RECORD_MAGIC, RECORD_MAGIC_LEN) != 0) {
         /* A bare LUKS2 volume key, as capsa 0.1.0's runtime passed it. */
         if (rec_len != 32 && rec_len != 64)
@@ -167,4 +230,22 @@ capsa_crypt_open_record (int fd, uint64_t off, uint64_t size, const void *rec, s
         return capsa_error_code (err, EINVAL, "the key record names an unknown format %u", r[RECORD_MAGIC_LEN]);
     return capsa_crypt_open (fd, off, size, fmt, r + RECORD_MAGIC_LEN + 2, r[RECORD_MAGIC_LEN + 1],
                              CAPSA_CRYPT_DATA_KEY, out, err);
+}
+
+bool
+capsa_crypt_same_key (const struct capsa_crypt_image *a, const struct capsa_crypt_image *b)
+{
+    size_t la, lb;
+    const uint8_t *ka, *kb;
+
+    if (a->fmt != b->fmt)
+        return false;
+    ka = a->luks ? luks_volume_key (a->luks, &la) : gocryptfs_master_key (a->gc, &la);
+    kb = b->luks ? luks_volume_key (b->luks, &lb) : gocryptfs_master_key (b->gc, &lb);
+    if (la != lb)
+        return false;
+    uint8_t diff = 0;
+    for (size_t i = 0; i < la; i++)
+        diff |= ka[i] ^ kb[i];
+    return diff == 0;
 }

@@ -165,48 +165,8 @@ out:
 
 /* ---- Opening ------------------------------------------------------------------ */
 
-int
-capsa_sif_find_key_message (const struct sif_image *img, const struct sif_descriptor *part,
-                            const struct sif_descriptor **msg, capsa_error_t *err)
-{
-    *msg = NULL;
-    for (size_t i = 0; i < sif_descriptor_count (img); i++) {
-        const struct sif_descriptor *d = sif_descriptor_at (img, i);
-        struct sif_crypto_message cm;
-
-        if (d->datatype != SIF_DATA_CRYPTO_MESSAGE)
-            continue;
-        if (!(d->link_is_group ? (part->group != 0 && d->link == part->group) : d->link == part->id))
-            continue;
-        if (sif_get_crypto_message (d, &cm, err) < 0)
-            return -1;
-        if (cm.format != SIF_FORMAT_PEM || cm.message != SIF_MESSAGE_RSA_OAEP)
-            continue;
-        if (*msg != NULL)
-            return capsa_error_code (err, EINVAL, "several RSA key messages (objects %" PRIu32 " and %" PRIu32
-                                     ") are linked to the encrypted partition",
-                                     (*msg)->id, d->id);
-        *msg = d;
-    }
-    return 0;
-}
-
-int
-capsa_sif_crypt_format (const struct sif_descriptor *part, enum capsa_crypt_format *fmt, capsa_error_t *err)
-{
-    struct sif_partition pi;
-
-    if (sif_get_partition (part, &pi, err) < 0)
-        return -1;
-    if (pi.fstype == SIF_FS_ENCRYPTED_SQUASHFS)
-        *fmt = CAPSA_CRYPT_LUKS2;
-    else if (pi.fstype == SIF_FS_GOCRYPTFS_SQUASHFS)
-        *fmt = CAPSA_CRYPT_GOCRYPTFS;
-    else
-        return capsa_error_code (err, EINVAL, "partition %" PRIu32 " is not an encrypted squashfs (it is %s)",
-                                 part->id, sif_fstype_name (pi.fstype));
-    return 0;
-}
+/* capsa_sif_crypt_format() and capsa_sif_find_key_message(): keyrecord.c,
+ * which the light front end links without OpenSSL. */
 
 int
 capsa_sif_key_secret (const struct sif_image *img, const struct sif_descriptor *part,

@@ -270,16 +270,16 @@ parse_fd (const char *opt, const char *s)
     return (int) v;
 }
 
-/* The whole content of fd (at most CAPSA_SECRET_MAX bytes), in locked
- * memory; fd is closed. */
+/* The whole content of fd (at most CAPSA_SECRET_RECORD_MAX bytes: a
+ * secret record, src/crypt/crypt.h), in locked memory; fd is closed. */
 static uint8_t *
 read_key (int fd, size_t *len)
 {
-    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_MAX + 1, NULL);
+    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_RECORD_MAX + 1, NULL);
     size_t n = 0;
 
     for (;;) {
-        ssize_t r = read (fd, key + n, CAPSA_SECRET_MAX + 1 - n);
+        ssize_t r = read (fd, key + n, CAPSA_SECRET_RECORD_MAX + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -290,9 +290,9 @@ read_key (int fd, size_t *len)
         if (r == 0)
             break;
         n += (size_t) r;
-        if (n > CAPSA_SECRET_MAX) {
+        if (n > CAPSA_SECRET_RECORD_MAX) {
             capsa_secure_free (key);
-            capsa_die ("the key given on the key descriptor is longer than %u bytes", CAPSA_SECRET_MAX);
+            capsa_die ("the key given on the key descriptor is longer than %u bytes", CAPSA_SECRET_RECORD_MAX);
         }
     }
     close (fd);
@@ -382,6 +382,7 @@ main (int argc, char **argv)
     if (pthread_key_create (&read_buf_key, read_buf_free) != 0)
         capsa_die ("pthread_key_create failed");
     key = read_key (key_fd, &key_len);
+    bool secret_record = volume_key && capsa_is_secret_record (key, key_len);
     if (volume_key)
         ret = capsa_crypt_open_record (image_fd, off, size, key, key_len, &volume, &err);
     else
@@ -390,6 +391,11 @@ main (int argc, char **argv)
     if (ret < 0)
         capsa_error_fatal (&err);
     image_size = capsa_crypt_size (volume);
+    /* (When the front end handed the key on unopened, it did not see this.) */
+    if (secret_record && capsa_crypt_legacy_numbering (volume))
+        warnf ("the image was encrypted by capsa 0.1.0, whose sector numbering the kernel's dm-crypt does not read "
+               "(Apptainer and SingularityCE cannot open it); capsa still runs it. Encrypt the unencrypted image "
+               "again with 'capsa encrypt' to share it");
     {
         const struct capsa_kdf_cost *k = capsa_crypt_kdf_cost (volume);
         debugf ("capsa-cryptfuse: %s image, %" PRIu64 " bytes of plaintext",

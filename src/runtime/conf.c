@@ -41,6 +41,9 @@ capsa_conf_init (struct capsa_conf *c)
     c->mount_devpts = true;
     c->mount_slave = true;
     c->memory_fs = MEMFS_TMPFS;
+    c->image_server = true;
+    c->image_server_linger = 10;
+    c->image_server_cache = 256;
 }
 
 const char *
@@ -67,7 +70,7 @@ capsa_conf_free (struct capsa_conf *c)
     c->seccomp_profile = NULL;
 }
 
-enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_OVERLAY, K_MIB, K_MEMFS };
+enum kind { K_BOOL, K_ROOTCAPS, K_TRI, K_DEV, K_LONG, K_BINDPATH, K_NAMES, K_PATHS, K_FILE, K_OVERLAY, K_MIB, K_MEMFS, K_SERVER, K_SECONDS };
 
 struct directive {
     const char *key;
@@ -116,6 +119,9 @@ static const struct directive directives[] = {
     D ("always use nv", K_BOOL, always_use_nv),
     D ("use nvidia-container-cli", K_BOOL, use_nvidia_container_cli),
     D ("always use rocm", K_BOOL, always_use_rocm),
+    D ("image server", K_SERVER, image_server),
+    D ("image server linger", K_SECONDS, image_server_linger),
+    D ("image server cache", K_LONG, image_server_cache),
 };
 #undef D
 
@@ -147,6 +153,10 @@ allowed_values (enum kind k)
         return "a size in MiB from 1 to 1048576";
     case K_MEMFS:
         return "tmpfs, ramfs";
+    case K_SERVER:
+        return "capsa, squashfuse_ll";
+    case K_SECONDS:
+        return "seconds from 0 to 3600, as 10 or 10s";
     }
     return "";
 }
@@ -239,6 +249,24 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
         else
             return -1;
         return 0;
+    case K_SERVER:
+        if (strcmp (value, "capsa") == 0)
+            *(bool *) field = true;
+        else if (strcmp (value, "squashfuse_ll") == 0)
+            *(bool *) field = false;
+        else
+            return -1;
+        return 0;
+    case K_SECONDS: {
+        cleanup_free char *num = xstrdup (value);
+        size_t n = strlen (num);
+        if (n > 1 && num[n - 1] == 's')
+            num[n - 1] = '\0';
+        if (parse_long (num, 0, 3600, &l) < 0)
+            return -1;
+        *(long *) field = l;
+        return 0;
+    }
     case K_FILE:
         if (value[0] != '/' || strstr (value, "/../") != NULL)
             return -1;

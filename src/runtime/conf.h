@@ -63,6 +63,11 @@ struct capsa_conf {
     /* GPUs (issue 18, runtime/gpu.h): --nv and --rocm without being asked
      * (--no-nv, --no-rocm turn them off), --nv through nvidia-container-cli. */
     bool always_use_nv, use_nvidia_container_cli, always_use_rocm;
+    /* Users' image files (FUSE): capsa's image server (true) or
+     * squashfuse_ll; how long a server stays after its last container. */
+    bool image_server;
+    long image_server_linger; /* seconds; 0: ends with its last container */
+    long image_server_cache;  /* MiB of decompressed data a server keeps */
     /* Directives accepted but not applied (Apptainer features capsa does
      * not have), one message each, for the starter to print as WARNING. */
     struct strv warnings;

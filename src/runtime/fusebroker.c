@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "lib/log.h"
+#include "runtime/imageserver.h"
 #include "runtime/mount.h"
 #include "runtime/privs.h"
 
@@ -125,7 +126,8 @@ capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const 
                    int filefd, uint64_t offset, uint64_t size, unsigned long flags, capsa_error_t *err)
 {
     struct capsa_fuse_request req = { .server = server, .offset = offset, .size = size,
-                                      .flags = (flags & MS_RDONLY) ? FUSE_REQ_RO : 0 };
+                                      .flags = ((flags & MS_RDONLY) ? FUSE_REQ_RO : 0)
+                                               | (server == SERVER_IMAGE && c->image.encrypted ? FUSE_REQ_ENCRYPTED : 0) };
     return mount_served (c, sock, target, fstype, &req, filefd, NULL, flags, err);
 }
 
@@ -137,6 +139,35 @@ capsa_fuse_mount_overlayfs (struct capsa_container *c, int sock, int target, con
     /* (No file to serve: the target itself travels as the second
      * descriptor, to keep one message format.) */
     return mount_served (c, sock, target, "fuse.fuse-overlayfs", &req, target, layers, flags, err);
+}
+
+/* capsa's image server, shared or of its own; squashfuse_ll for a clear
+ * image it cannot serve. */
+static pid_t
+serve_image (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req, int fusefd, int filefd,
+             capsa_error_t *err)
+{
+    static const char *const how_name[] = {
+        [IMGSRV_HOW_JOINED] = "joined the running server",
+        [IMGSRV_HOW_STARTED] = "started a shared server",
+        [IMGSRV_HOW_PRIVATE] = "started a server of its own",
+    };
+    const bool encrypted = (req->flags & FUSE_REQ_ENCRYPTED) != 0;
+    enum capsa_imgsrv_how how;
+    pid_t pid;
+
+    if (capsa_imgsrv_serve (c, fusefd, filefd, req->offset, req->size, encrypted, &pid, &how, err) == 0) {
+        verbosef ("image server: %s of %s", how_name[how], c->opts->image);
+        return pid > 0 ? pid : 0;
+    }
+    if (encrypted)
+        return -1;
+    verbosef ("image server: %s: squashfuse_ll serves %s", *err ? (*err)->msg : "failed", c->opts->image);
+    capsa_error_free (err);
+    struct capsa_fuse_request sq = *req;
+    sq.server = SERVER_SQUASHFS;
+    sq.flags = req->flags & FUSE_REQ_RO;
+    return capsa_fuse_spawn_server (c, container, &sq, fusefd, filefd, NULL, err);
 }
 
 /* Start the FUSE server REQ asks for, as the user (the monitor already is
@@ -151,6 +182,8 @@ capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struc
                    int filefd, const char *data, capsa_error_t *err)
 {
     int ready[2] = { -1, -1 };
+    if (req->server == SERVER_IMAGE)
+        return serve_image (c, container, req, fusefd, filefd, err);
     bool userns_only = req->server == SERVER_FUSE2FS || req->server == SERVER_OVERLAYFS;
     if (userns_only && c->mode != MODE_USERNS)
         return capsa_error_make (err, 0, "unexpected request from the container");

@@ -17,10 +17,13 @@
 
 /* SERVER_FUSE2FS (an ext3 overlay image, read-write unless FUSE_REQ_RO)
  * and SERVER_OVERLAYFS (the container's root, when a layer is served by
- * fuse2fs) are for user-namespace containers only (runtime/overlay.h). */
-enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2, SERVER_FUSE2FS = 3, SERVER_OVERLAYFS = 4 };
+ * fuse2fs) are for user-namespace containers only (runtime/overlay.h).
+ * SERVER_IMAGE: capsa's image server (runtime/imageserver.h), shared by the
+ * user's containers of the image; FUSE_REQ_ENCRYPTED: it decrypts with the
+ * key on --key-fd. */
+enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2, SERVER_FUSE2FS = 3, SERVER_OVERLAYFS = 4, SERVER_IMAGE = 5 };
 
-enum { FUSE_REQ_RO = 1 };
+enum { FUSE_REQ_RO = 0x1u, FUSE_REQ_ENCRYPTED = 0x2u };
 
 /* Followed on the socket by datalen bytes (fuse-overlayfs's layer
  * options), at most CAPSA_FUSE_DATA_MAX. */
@@ -51,8 +54,10 @@ int capsa_fuse_mount_overlayfs (struct capsa_container *c, int sock, int target,
  * caller) holds the request's data, NULL when it has none. */
 int capsa_fuse_recv_request (int sock, struct capsa_fuse_request *req, int fds[2], char **data);
 
-/* Monitor: start the server REQ asks for, as the user; returns its pid.
- * For the decrypting server, waits until it says the key opened the image. */
+/* Monitor: start the server REQ asks for, as the user; returns its pid
+ * (0: served by a shared image server the monitor does not own).  For the
+ * decrypting server, waits until it says the key opened the image.  An
+ * image server that cannot serve a clear image hands it to squashfuse_ll. */
 pid_t capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struct capsa_fuse_request *req,
                                int fusefd, int filefd, const char *data, capsa_error_t *err);
 

@@ -130,8 +130,9 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
 
     /* Start the FUSE servers the child asks for, until it has exec'd or
      * died (the socket closes on exec): the decrypting server of an
-     * encrypted image, squashfuse_ll, and in a user namespace fuse2fs for
-     * ext3 overlays and fuse-overlayfs (runtime/overlay.h). */
+     * encrypted image, squashfuse_ll or capsa's image server (usually
+     * shared, and then not the monitor's), and in a user namespace fuse2fs
+     * for ext3 overlays and fuse-overlayfs (runtime/overlay.h). */
     pid_t servers[16];
     size_t nservers = 0;
     for (;;) {
@@ -144,7 +145,7 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         pid_t spid = -1;
         if (nservers < ARRAY_SIZE (servers)
             && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT || req.server == SERVER_FUSE2FS
-                || req.server == SERVER_OVERLAYFS))
+                || req.server == SERVER_OVERLAYFS || req.server == SERVER_IMAGE))
             spid = capsa_fuse_spawn_server (c, pid, &req, fds[0], fds[1], data, err);
         free (data);
         close (fds[0]);
@@ -161,7 +162,9 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
                 capsa_error_make (err, 0, "unexpected request from the container");
             return -1;
         }
-        servers[nservers++] = spid;
+        /* (0: a shared image server, which is not the monitor's.) */
+        if (spid > 0)
+            servers[nservers++] = spid;
         if (write (sv[0], "R", 1) != 1)
             break;
     }

@@ -85,7 +85,13 @@ capsa_open_in_root (int rootfd, const char *path, int flags)
     if (*path == '\0')
         path = ".";
     if (have_openat2) {
-        long r = syscall (SYS_openat2, rootfd, path, &how, sizeof (how));
+        /* EAGAIN: a ".." raced with a mount or rename anywhere on the
+         * machine (other containers starting); the kernel asks to retry. */
+        long r;
+        int tries = 0;
+        do
+            r = syscall (SYS_openat2, rootfd, path, &how, sizeof (how));
+        while (r < 0 && errno == EAGAIN && ++tries < 64);
         if (r >= 0 || errno != ENOSYS)
             return (int) r;
         have_openat2 = false;

@@ -30,6 +30,7 @@
 #include "lib/log.h"
 #include "runtime/container.h"
 #include "runtime/fusebroker.h"
+#include "runtime/imageserver.h"
 #include "runtime/mount.h"
 #include "runtime/overlay.h"
 #include "runtime/privs.h"
@@ -289,7 +290,9 @@ capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint6
         capsa_error_make (err, errno, "cannot open /dev/loop-control");
         goto out;
     }
-    for (int attempt = 0; attempt < 16 && ret < 0; attempt++) {
+    /* Concurrent starts race for the same free device: each lost race
+     * (EBUSY) asks again; 64 containers at once must all find one. */
+    for (int attempt = 0; attempt < 256 && ret < 0; attempt++) {
         int n = ioctl (ctl, LOOP_CTL_GET_FREE);
         if (n < 0) {
             capsa_error_make (err, errno, "no free loop device");
@@ -320,7 +323,7 @@ capsa_loop_attach (struct capsa_container *c, int filefd, uint64_t offset, uint6
             capsa_error_make (err, e, "cannot set up %s", dev);
             break;
         }
-        if (attempt == 15)
+        if (attempt == 255)
             capsa_error_make (err, EBUSY, "cannot find a free loop device");
     }
 out:
@@ -343,6 +346,16 @@ mount_image (struct capsa_container *c, int sock, int stagefd, capsa_error_t *er
         return capsa_error_make (err, errno, "cannot open staging directory");
     if (c->image.kind == IMAGE_DIR)
         return capsa_bind_fd (c->image.fd, t, true, flags, "the image directory", err);
+
+    /* capsa's image server (started or found by the monitor, as the user)
+     * parses the image, and decrypts it itself: one FUSE layer. */
+    const char *why = NULL;
+    if (c->use_fuse && capsa_imgsrv_available (c, &why))
+        return capsa_fuse_mount_served (c, sock, t, "fuse.capsa-imagefuse", SERVER_IMAGE, c->image.fd, c->image.offset,
+                                        c->image.size, flags, err);
+    if (c->use_fuse)
+        verbosef ("image server: %s: %s serves the image", why,
+                  c->image.encrypted ? "capsa-cryptfuse with squashfuse_ll" : "squashfuse_ll");
 
     int filefd = c->image.fd;
     uint64_t offset = c->image.offset, size = c->image.size;

@@ -255,8 +255,16 @@ sleep 0.3
 no_leftover_mounts "interop: nothing left mounted"
 # FUSE servers of the user that still hold one of this test's images
 # (other test runs of the same user may have servers of their own).
-left=""
-for p in $(pgrep -u "$TUSER" -f 'cryptfuse|squashfuse_ll'); do
-    ls -l "/proc/$p/fd" 2>/dev/null | grep -q -e "$WORK" -e "$LUKS" -e "$GC" && left="$left $p"
+# (capsa's image server stays 'image server linger' seconds, 10 by
+# default, after its last container.)
+for _ in $(seq 130); do
+    left=""
+    for p in $(pgrep -u "$TUSER" -f 'cryptfuse|squashfuse_ll'; pgrep -u "$TUSER" -x imagefuse); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = imagefuse ] \
+            && [ "$(readlink "/proc/$p/exe")" != "$CAPSA_PREFIX/libexec/capsa/imagefuse" ] && continue
+        ls -l "/proc/$p/fd" 2>/dev/null | grep -q -e "$WORK" -e "$LUKS" -e "$GC" && left="$left $p"
+    done
+    [ -z "$left" ] && break
+    sleep 0.1
 done
 expect_eq "interop: no FUSE server left" "" "$left"

@@ -122,11 +122,19 @@ expect_match "corrupted LUKS header: one FATAL line" "^FATAL: " "$OUT"
 sleep 0.3
 no_leftover_mounts "after the error cases: nothing mounted"
 # (Servers of other runs by the same user may exist: only those holding
-# this test's images count.)
+# this test's images count.  capsa's image server stays 'image server
+# linger' seconds, 10 by default, after its last container.)
 servers_left () {
-    local p left=""
-    for p in $(pgrep -u "$U" -f 'cryptfuse|squashfuse_ll'); do
-        ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$WORK" && left="$left $p"
+    local p left="" i
+    for i in $(seq 130); do
+        left=""
+        for p in $(pgrep -u "$U" -f 'cryptfuse|squashfuse_ll'; pgrep -u "$U" -x imagefuse); do
+            [ "$(cat "/proc/$p/comm" 2>/dev/null)" = imagefuse ] \
+                && [ "$(readlink "/proc/$p/exe")" != "$CAPSA_PREFIX/libexec/capsa/imagefuse" ] && continue
+            ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$WORK" && left="$left $p"
+        done
+        [ -z "$left" ] && break
+        sleep 0.1
     done
     echo "$left"
 }

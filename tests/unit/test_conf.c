@@ -759,6 +759,37 @@ cleanup_tmp (void)
     rmdir (tmpdir);
 }
 
+/* ---- the image server ---------------------------------------------------- */
+
+static void
+test_image_server (void)
+{
+    struct capsa_conf c;
+    char *m;
+
+    capsa_conf_init (&c);
+    CHECK (c.image_server && c.image_server_linger == 10 && c.image_server_cache == 256,
+           "defaults: image server = capsa, linger 10 s, cache 256 MiB");
+    capsa_conf_free (&c);
+    m = parse_msg (&c, "image server = squashfuse_ll\nimage server linger = 0\nimage server cache = 0\n");
+    CHECK (m == NULL && !c.image_server && c.image_server_linger == 0 && c.image_server_cache == 0,
+           "image server = squashfuse_ll, linger 0, cache 0");
+    free (m);
+    capsa_conf_free (&c);
+    m = parse_msg (&c, "image server = capsa\nimage server linger = 3600s\n");
+    CHECK (m == NULL && c.image_server && c.image_server_linger == 3600, "image server linger = 3600s");
+    free (m);
+    capsa_conf_free (&c);
+    m = parse_msg (&c, "image server linger = 10m\n");
+    CHECK (contains (m, "capsa.conf:1") && contains (m, "seconds from 0 to 3600"), "image server linger = 10m refused, naming the values");
+    free (m);
+    capsa_conf_free (&c);
+    CHECK (!parses ("image server linger = 3601\n") && !parses ("image server linger = -1\n")
+               && !parses ("image server linger = s\n") && !parses ("image server = squashfuse\n")
+               && !parses ("image server cache = 4097\n"),
+           "image server: out-of-range and unknown values refused");
+}
+
 int
 main (void)
 {
@@ -776,6 +807,7 @@ main (void)
     test_whitespace ();
     test_files ();
     test_apptainer_directives ();
+    test_image_server ();
     cleanup_tmp ();
     return tap_done ();
 }
