@@ -289,6 +289,18 @@ print_table (const char *const *head, size_t ncol, char ***rows, size_t nrows)
     }
 }
 
+/* S for a terminal: control bytes (a record's image path is the user's
+ * choice, and root lists other users' records) shown as '?'. */
+static char *
+shown (const char *s)
+{
+    char *out = xstrdup (s ? s : "");
+    for (unsigned char *p = (unsigned char *) out; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return out;
+}
+
 static int
 cmd_list (int argc, char **argv)
 {
@@ -361,11 +373,11 @@ cmd_list (int argc, char **argv)
         rows[i][0] = xstrdup (r.v[i].name);
         rows[i][1] = xasprintf ("%d", (int) r.v[i].pid);
         if (logs) {
-            rows[i][2] = xasprintf ("%s\n\t\t%s", r.v[i].log_err ? r.v[i].log_err : "",
-                                    r.v[i].log_out ? r.v[i].log_out : "");
+            cleanup_free char *err_path = shown (r.v[i].log_err), *out_path = shown (r.v[i].log_out);
+            rows[i][2] = xasprintf ("%s\n\t\t%s", err_path, out_path);
         } else {
             rows[i][2] = xstrdup ("");
-            rows[i][3] = xstrdup (r.v[i].image);
+            rows[i][3] = shown (r.v[i].image);
         }
     }
     if (logs) {
@@ -509,12 +521,26 @@ cgroup2_mount (void)
     return NULL;
 }
 
-/* A number from the file DIR/NAME ("max" is UINT64_MAX); -1 if absent. */
+/* The regular file NAME of the cgroup directory DIRFD, opened without
+ * following a symlink or blocking (a cgroup's files are never FIFOs or
+ * devices: what is is not read). */
 static int
-read_num (const char *dir, const char *name, uint64_t *v)
+open_stat_file (int dirfd, const char *name)
 {
-    cleanup_free char *path = xasprintf ("%s/%s", dir, name);
-    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
+    int fd = openat (dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))) {
+        close (fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A number from the file NAME in DIRFD ("max" is UINT64_MAX); -1 if absent. */
+static int
+read_num (int dirfd, const char *name, uint64_t *v)
+{
+    cleanup_close int fd = open_stat_file (dirfd, name);
     char buf[64] = { 0 };
     if (fd < 0 || read (fd, buf, sizeof (buf) - 1) <= 0)
         return -1;
@@ -528,13 +554,13 @@ read_num (const char *dir, const char *name, uint64_t *v)
     return end == buf || errno ? -1 : 0;
 }
 
-/* KEY's value in the "key value" lines of DIR/NAME (summed over the
+/* KEY's value in the "key value" lines of NAME in DIRFD (summed over the
  * lines of io.stat for rbytes=/wbytes=). */
 static int
-read_keyed (const char *dir, const char *name, const char *key, uint64_t *v)
+read_keyed (int dirfd, const char *name, const char *key, uint64_t *v)
 {
-    cleanup_free char *path = xasprintf ("%s/%s", dir, name), *text = NULL;
-    cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
+    cleanup_free char *text = NULL;
+    cleanup_close int fd = open_stat_file (dirfd, name);
     if (fd < 0 || read_fd_all (fd, 1 << 20, &text, NULL, NULL) < 0)
         return -1;
     bool found = false;
@@ -553,6 +579,37 @@ read_keyed (const char *dir, const char *name, const char *key, uint64_t *v)
     return found ? 0 : -1;
 }
 
+/* The cgroup directory CGROUP (a record's: absolute, no '.' or '..'
+ * components) under the cgroup2 mount MNT, walked one component at a
+ * time without following symlinks or leaving the cgroup file system: a
+ * record a user wrote cannot make root open anything else. */
+static int
+open_cgroup_dir (const char *mnt, const char *cgroup)
+{
+    int cur = open (mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat top, st;
+    if (cur < 0 || fstat (cur, &top) < 0) {
+        if (cur >= 0)
+            close (cur);
+        return -1;
+    }
+    cleanup_free char *copy = xstrdup (cgroup);
+    char *save = NULL;
+    for (char *comp = strtok_r (copy, "/", &save); comp; comp = strtok_r (NULL, "/", &save)) {
+        int next = -1;
+        if (strcmp (comp, ".") != 0 && strcmp (comp, "..") != 0)
+            next = openat (cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close (cur);
+        if (next < 0 || fstat (next, &st) < 0 || st.st_dev != top.st_dev) {
+            if (next >= 0)
+                close (next);
+            return -1;
+        }
+        cur = next;
+    }
+    return cur;
+}
+
 struct sample {
     bool cpu, mem, memmax, pids, io;
     uint64_t cpu_usec, mem_cur, mem_max, pids_cur, io_r, io_w;
@@ -560,7 +617,7 @@ struct sample {
 };
 
 static void
-take_sample (const char *dir, struct sample *s)
+take_sample (int dir, struct sample *s)
 {
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
@@ -625,15 +682,19 @@ cmd_stats (int argc, char **argv)
     cleanup_free char *mnt = cgroup2_mount ();
     if (mnt == NULL)
         capsa_die ("instance %s: the cgroup v2 hierarchy is not mounted here", name);
-    cleanup_free char *dir = xasprintf ("%s%s", mnt, st->cgroup);
+    int dir = open_cgroup_dir (mnt, st->cgroup);
+    if (dir < 0)
+        capsa_die ("instance %s: cannot open its cgroup", name);
     if (json)
         nostream = true;
     struct sample prev, cur;
     take_sample (dir, &prev);
     if (!prev.cpu && !prev.mem && !prev.pids)
-        capsa_die ("instance %s: cannot read the statistics of its cgroup %s", name, dir);
-    if (!json)
-        infof ("instance %s (image %s, init pid %d), cgroup %s", name, st->image, (int) st->pid, st->cgroup);
+        capsa_die ("instance %s: cannot read the statistics of its cgroup", name);
+    if (!json) {
+        cleanup_free char *img = shown (st->image), *cg = shown (st->cgroup);
+        infof ("instance %s (image %s, init pid %d), cgroup %s", name, img, (int) st->pid, cg);
+    }
     for (;;) {
         sleep (1);
         take_sample (dir, &cur);

@@ -221,7 +221,9 @@ try_join (int dirfd, const char *name, const struct capsa_imgsrv_request *req, i
     memcpy (CMSG_DATA (cm), fds, nfds * sizeof (int));
     if (sendmsg (s, &msg, MSG_NOSIGNAL) != (ssize_t) sizeof (*req))
         return JOIN_NO_SERVER; /* it went away: start one */
-    char buf[sizeof (answer->text) + 1];
+    /* A code byte, then text the size of answer->text at most, which
+     * keeps a byte for its NUL. */
+    char buf[sizeof (answer->text)];
     ssize_t n;
     do
         n = recv (s, buf, sizeof (buf), 0);

@@ -244,6 +244,22 @@ abs_path (const char *s)
     return s[0] == '/' && strlen (s) < 4096;
 }
 
+/* An absolute path without empty, '.' or '..' components (a cgroup's). */
+static bool
+plain_path (const char *s)
+{
+    if (!abs_path (s) || strstr (s, "//") != NULL)
+        return false;
+    for (const char *p = s + 1; *p;) {
+        const char *e = strchrnul (p, '/');
+        size_t n = (size_t) (e - p);
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p = *e ? e + 1 : e;
+    }
+    return true;
+}
+
 static bool
 boot_id_valid (const char *s)
 {
@@ -341,7 +357,7 @@ set_field (struct capsa_inst_state *st, int k, const char *v)
     case K_LOG_OUT:
     case K_LOG_ERR:
     case K_CGROUP:
-        if (!abs_path (v))
+        if (!abs_path (v) || (k == K_CGROUP && !plain_path (v)))
             return -1;
         *(k == K_HOME ? &st->home : k == K_LOG_OUT ? &st->log_out : k == K_LOG_ERR ? &st->log_err : &st->cgroup)
             = xstrdup (v);

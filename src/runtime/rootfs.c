@@ -413,21 +413,33 @@ struct premake {
     const char *imagepath; /* where the image is mounted, for path_in_image */
 };
 
-/* Give the new upper directory DIRFD the owner and mode of the image's
- * directory REL, as overlayfs's own copy-up would: a directory of the
- * upper layer hides the attributes of the image's one it merges with, so
- * it must not open what the image keeps closed.  (In a user namespace an
- * owner that is not mapped cannot be given; the mode still is.) */
+/* The owner and mode of the image's directory REL, read as the user,
+ * inside the image (RESOLVE_IN_ROOT: a symlink an image server shows in
+ * place of a directory it showed before cannot lead out of it). */
 static int
-mirror_attrs (const struct premake *pm, int dirfd, const char *rel, capsa_error_t *err)
+image_attrs (const struct premake *pm, const char *rel, struct stat *st, capsa_error_t *err)
 {
-    struct stat st;
-    if (fstatat (pm->imagefd, rel[0] ? rel : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
+    cleanup_close int fd = capsa_open_in_root (pm->imagefd, rel, O_NOFOLLOW | O_DIRECTORY);
+    if (fd < 0 || fstat (fd, st) < 0)
         return capsa_error_make (err, errno, "cannot read the attributes of /%s in the image", rel);
-    int r = fchown (dirfd, st.st_uid, st.st_gid);
+    if (!S_ISDIR (st->st_mode))
+        return capsa_error_make (err, ENOTDIR, "cannot read the attributes of /%s in the image", rel);
+    return 0;
+}
+
+/* Give the new upper directory DIRFD the owner and mode ST of the image's
+ * directory REL (image_attrs), as overlayfs's own copy-up would: a
+ * directory of the upper layer hides the attributes of the image's one it
+ * merges with, so it must not open what the image keeps closed.  (In a
+ * user namespace an owner that is not mapped cannot be given; the mode
+ * still is.) */
+static int
+mirror_attrs (const struct premake *pm, int dirfd, const char *rel, const struct stat *st, capsa_error_t *err)
+{
+    int r = fchown (dirfd, st->st_uid, st->st_gid);
     if (r < 0 && !(pm->c->mode == MODE_USERNS && (errno == EINVAL || errno == EPERM)))
         return capsa_error_make (err, errno, "cannot give /%s its owner in the container's layer", rel);
-    if (fchmod (dirfd, st.st_mode & 07777) < 0)
+    if (fchmod (dirfd, st->st_mode & 07777) < 0)
         return capsa_error_make (err, errno, "cannot give /%s its mode in the container's layer", rel);
     return 0;
 }
@@ -445,6 +457,27 @@ upper_make (const struct premake *pm, const char *base, const char *rest, enum c
     size_t rel_len = 0;
     char *save = NULL;
     int ret = -1;
+    /* The image's attributes first, as the user: root only creates and
+     * changes capsa's own layer below. */
+    size_t ncomp = 0, k = 0;
+    for (const char *p = base; *p; p++)
+        if (*p != '/' && (p == base || p[-1] == '/'))
+            ncomp++;
+    cleanup_free struct stat *attrs = xmalloc ((ncomp + 1) * sizeof (*attrs));
+    for (char *comp = strtok_r (bcopy, "/", &save); comp; comp = strtok_r (NULL, "/", &save)) {
+        if (rel_len)
+            str_append (&rel, &rel_len, "/");
+        str_append (&rel, &rel_len, comp);
+        if (image_attrs (pm, rel, &attrs[k++], err) < 0)
+            return -1;
+    }
+    free (bcopy);
+    bcopy = xstrdup (base);
+    rel[0] = '\0';
+    rel_len = 0;
+    save = NULL;
+    k = 0;
+
     int cur = fcntl (pm->upperfd, F_DUPFD_CLOEXEC, 3);
     if (cur < 0)
         return capsa_error_make (err, errno, "dup");
@@ -454,6 +487,7 @@ upper_make (const struct premake *pm, const char *base, const char *rest, enum c
         if (rel_len)
             str_append (&rel, &rel_len, "/");
         str_append (&rel, &rel_len, comp);
+        const struct stat *st = &attrs[k++];
         bool made = mkdirat (cur, comp, 0700) == 0;
         if (!made && errno != EEXIST) {
             capsa_error_make (err, errno, "cannot create /%s in the container's layer", rel);
@@ -466,7 +500,7 @@ upper_make (const struct premake *pm, const char *base, const char *rest, enum c
         }
         close (cur);
         cur = next;
-        if (made && mirror_attrs (pm, cur, rel, err) < 0)
+        if (made && mirror_attrs (pm, cur, rel, st, err) < 0)
             goto out;
     }
     save = NULL;
@@ -570,8 +604,11 @@ premake_targets (struct capsa_container *c, int stagefd, const char *view, const
     if (imagefd < 0 || upperfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
     struct premake pm = { .c = c, .imagefd = imagefd, .upperfd = upperfd, .imagepath = imagepath };
+    struct stat st;
+    if (image_attrs (&pm, "", &st, err) < 0)
+        return -1;
     capsa_privs_mount_begin ();
-    int r = mirror_attrs (&pm, upperfd, "", err);
+    int r = mirror_attrs (&pm, upperfd, "", &st, err);
     capsa_privs_mount_end ();
     if (r < 0)
         return -1;

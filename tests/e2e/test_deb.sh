@@ -67,7 +67,7 @@ listing=$(dpkg-deb -c "$DEB")
 expect_match "deb: the starter is shipped 0755 (setuid is applied by postinst)" \
     '^-rwxr-xr-x root/root .* \./usr/libexec/capsa/starter$' "$listing"
 expect_eq "deb: /etc/capsa/* are conffiles" \
-    "/etc/capsa/capability.json /etc/capsa/capsa.conf /etc/capsa/seccomp-profiles/default.json" \
+    "/etc/capsa/capability.json /etc/capsa/capsa.conf /etc/capsa/nvliblist.conf /etc/capsa/rocmliblist.conf /etc/capsa/seccomp-profiles/default.json" \
     "$(dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles | sort | paste -sd' ')"
 
 run lintian "$DEB"
@@ -160,7 +160,7 @@ complete_words () {
 }
 expect_eq "deb: completion: capsa exec --add- gives --add-caps" "--add-caps" \
     "$(complete_words capsa exec --add-)"
-expect_match "deb: completion: commands" '^exec run shell test run-help inspect .*sif siftool capability caps version help$' \
+expect_match "deb: completion: commands" '^exec run shell test run-help inspect .*sif siftool capability caps instance version help$' \
     "$(complete_words capsa '' | paste -sd' ')"
 expect_eq "deb: completion: capability names for --add-caps" "CAP_NET_RAW" \
     "$(complete_words capsa exec --add-caps CAP_NET_R)"

@@ -180,14 +180,20 @@ expect_rc "encrypted image: instance start" 0
 ru "$CAPSA instance list"
 pid=$(listed_pid t-fuse)
 mon=$(stat_field "${pid:-0}" 4)
-servers=$(pgrep -u $U -P "${mon:-0}" -x 'squashfuse_ll|cryptfuse' | wc -l)
-expect_eq "after the front end has exited, the monitor's two FUSE servers (decryption, squashfs) run" "2" "$servers"
+# The user's image server (issue 17) decrypts and serves it: one process
+# with the image open, not the monitor's child (it is shared), and no
+# squashfuse_ll or cryptfuse.
+ENC_REAL=$(readlink -f "$ENC")
+servers_of () { for p in $(pgrep -u $U -x imagefuse); do ls -l "/proc/$p/fd" 2>/dev/null | grep -q -- "-> $ENC_REAL\$" && echo "$p"; done; }
+expect_eq "after the front end has exited, one image server serves the instance's image" "1" "$(servers_of | wc -l)"
+expect_eq "... and the monitor runs no squashfuse_ll or cryptfuse" "0" "$(pgrep -u $U -P "${mon:-0}" -x 'squashfuse_ll|cryptfuse' | wc -l)"
 expect_nomatch "the monitor's parent is no capsa process (the front end and starter have exited)" "capsa|starter|tools" \
     "$(cat "/proc/$(stat_field "${mon:-0}" 4)/comm" 2>&1)"
 ru "$CAPSA exec instance://t-fuse cat /.singularity.d/runscript"
 expect_match "the image is served: a file of the encrypted image reads" "runscript args" "$OUT"
 ru "$CAPSA instance stop t-fuse"
-expect_eq "stop ends the FUSE servers" "" "$(live_procs $U 'squashfuse_ll|cryptfuse')"
+for _ in $(seq 1 40); do [ -z "$(servers_of)" ] && break; sleep 0.5; done
+expect_eq "stop: the image server ends after its linger time (10 s)" "" "$(servers_of)"
 no_leftover_mounts "no capsa mount left on the host"
 
 # ---- 3. instance run, several instances, stop --all, signals, timeouts -----------------
@@ -368,6 +374,19 @@ sed "s/^ns\\.mnt=.*/ns.mnt=4:4026531840/" "$WORK/real-record" | put_record t-min
 ru "$CAPSA exec instance://t-mine-ns true"
 expect_rc "userns record with another mount namespace: exit 255" 255
 expect_match "... because it is not the one recorded" "not the one recorded" "$OUT"
+# Root's stats and list of the user's instances read what the user wrote:
+# a cgroup leading out of the cgroup file system (to a FIFO that would
+# block root, or a device), or terminal escapes in the image's name.
+ru "mkdir -p \$HOME/cg && rm -f \$HOME/cg/cpu.stat && mkfifo \$HOME/cg/cpu.stat"
+{ grep -v '^cgroup=' "$WORK/real-record" | grep -v '^end$'; echo "cgroup=/../../../../../../..$UHOME/cg"; echo end; } | put_record t-mine-ns
+OUT=$(timeout 20 "$CAPSA" instance stats --no-stream --user "$U" t-mine-ns 2>&1); RC=$?
+expect_eq "root's stats of a record whose cgroup climbs out (to the user's FIFO): exit 255, no hang" "255" "$RC"
+expect_match "... the record is not used" "no running instance named t-mine-ns" "$OUT"
+sed 's/^image=.*/image=\/x\\x1b]0;pwn\\x07.sif/' "$WORK/real-record" | put_record t-mine-ns
+run "$CAPSA" instance list --user "$U" t-mine-ns
+expect_match "root's list of a record with escapes in the image's name: listed" "^t-mine-ns " "$OUT"
+expect_eq "... with no control byte reaching root's terminal" "0" "$(printf '%s' "$OUT" | tr -d '\n\t' | LC_ALL=C grep -c '[[:cntrl:]]')"
+ru "rm -rf \$HOME/cg"
 put_record t-mine-ns < "$WORK/real-record"
 ru "$CAPSA exec instance://t-mine-ns cat $EFFECT-t-mine-ns"
 expect_eq "the untouched record joins the real instance" "args:  instance=t-mine-ns" "$OUT"

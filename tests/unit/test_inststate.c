@@ -155,6 +155,12 @@ test_refusals (void)
         { "fakeroot", "fakeroot=0\npid=4242", "duplicate key" },
         { "fakeroot", "fakeroot=0\n=x", "empty key" },
         { "fakeroot", "fakeroot=0\nnoequals", "line without =" },
+        /* root's `instance stats --user` opens the cgroup's files: no way out of it. */
+        { "fakeroot", "fakeroot=0\ncgroup=/../../home/u/cg", "cgroup with '..'" },
+        { "fakeroot", "fakeroot=0\ncgroup=/a/./b", "cgroup with '.'" },
+        { "fakeroot", "fakeroot=0\ncgroup=/a//b", "cgroup with an empty component" },
+        { "fakeroot", "fakeroot=0\ncgroup=/a/..", "cgroup ending in '..'" },
+        { "fakeroot", "fakeroot=0\ncgroup=relative", "relative cgroup" },
     };
     for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
         struct capsa_inst_state st;
@@ -165,6 +171,11 @@ test_refusals (void)
         free (text);
     }
     struct capsa_inst_state st;
+    char *cgtext = with_line ("fakeroot", "fakeroot=0\ncgroup=/user.slice/user-1000.slice/..x/a.b.scope");
+    CHECK (parse (cgtext, &st) == 0 && st.cgroup && strcmp (st.cgroup, "/user.slice/user-1000.slice/..x/a.b.scope") == 0,
+           "accepted: a cgroup with dots inside names");
+    capsa_inst_state_free (&st);
+    free (cgtext);
     CHECK (parse ("capsa-instance 2\nend\n", &st) < 0, "refused: another version");
     char *noend = xstrdup (good);
     noend[strlen (noend) - 4] = '\0';
