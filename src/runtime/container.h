@@ -188,6 +188,10 @@ void capsa_init_start (void);
  * runs, which tells the monitor the instance is up. */
 void capsa_init_start_instance (bool command, int sock);
 char *capsa_passwd_content (const struct capsa_container *c, const char *image_passwd);
+/* The container's /etc/passwd and /etc/group ("passwd", "group" in
+ * FILESFD) from the image's under ROOTFD; run by the process that has
+ * given root up (rootfs.c). */
+int capsa_etc_generate (struct capsa_container *c, int rootfd, int filesfd, capsa_error_t *err);
 char *capsa_group_content (const struct capsa_container *c, const char *image_group);
 
 #endif

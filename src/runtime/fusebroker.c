@@ -132,6 +132,23 @@ capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const 
 }
 
 int
+capsa_fuse_request_etc (int sock, int rootfd, int filesfd, const char *home, capsa_error_t *err)
+{
+    /* The home directory in the container is the child's to decide (it
+     * is the user's entry's sixth field): it travels as the data. */
+    struct capsa_fuse_request req = { .server = SERVER_ETC, .datalen = (uint32_t) strlen (home) };
+    int fds[2] = { rootfd, filesfd };
+    char answer = 0;
+    if (req.datalen > CAPSA_FUSE_DATA_MAX)
+        return capsa_error_make (err, 0, "home directory too long");
+    if (send_request (sock, &req, fds, home) < 0)
+        return capsa_error_make (err, errno, "cannot pass the image's root to the monitor");
+    if (read (sock, &answer, 1) != 1 || answer != 'R')
+        return capsa_error_make (err, 0, "the monitor could not write them");
+    return 0;
+}
+
+int
 capsa_fuse_mount_overlayfs (struct capsa_container *c, int sock, int target, const char *layers, unsigned long flags,
                             capsa_error_t *err)
 {
@@ -182,6 +199,17 @@ capsa_fuse_spawn_server (struct capsa_container *c, pid_t container, const struc
                    int filefd, const char *data, capsa_error_t *err)
 {
     int ready[2] = { -1, -1 };
+    if (req->server == SERVER_ETC) {
+        if (c->mode != MODE_SETUID || geteuid () == 0 || data == NULL || data[0] != '/' || strpbrk (data, ":\n"))
+            return capsa_error_make (err, 0, "unexpected request from the container");
+        char *saved = c->home_dst;
+        c->home_dst = (char *) data;
+        int r = capsa_etc_generate (c, fusefd, filefd, err);
+        c->home_dst = saved;
+        if (r < 0)
+            return capsa_error_wrap (err, "/etc/passwd and /etc/group");
+        return 0;
+    }
     if (req->server == SERVER_IMAGE)
         return serve_image (c, container, req, fusefd, filefd, err);
     bool userns_only = req->server == SERVER_FUSE2FS || req->server == SERVER_OVERLAYFS;

@@ -21,7 +21,17 @@
  * SERVER_IMAGE: capsa's image server (runtime/imageserver.h), shared by the
  * user's containers of the image; FUSE_REQ_ENCRYPTED: it decrypts with the
  * key on --key-fd. */
-enum capsa_fuse_server { SERVER_SQUASHFS = 1, SERVER_CRYPT = 2, SERVER_FUSE2FS = 3, SERVER_OVERLAYFS = 4, SERVER_IMAGE = 5 };
+enum capsa_fuse_server {
+    SERVER_SQUASHFS = 1,
+    SERVER_CRYPT = 2,
+    SERVER_FUSE2FS = 3,
+    SERVER_OVERLAYFS = 4,
+    SERVER_IMAGE = 5,
+    /* Not a server: the monitor, the user for good, writes the
+     * container's /etc/passwd and /etc/group from the image's (setuid
+     * mode only; capsa_fuse_request_etc). */
+    SERVER_ETC = 6,
+};
 
 enum { FUSE_REQ_RO = 0x1u, FUSE_REQ_ENCRYPTED = 0x2u };
 
@@ -41,6 +51,14 @@ struct capsa_fuse_request {
 int capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, const char *fstype,
                              enum capsa_fuse_server server, int filefd, uint64_t offset, uint64_t size,
                              unsigned long flags, capsa_error_t *err);
+
+/* Child, setuid mode: have the monitor (which has given root up for good)
+ * parse the image's /etc/passwd and /etc/group under ROOTFD and write the
+ * container's into FILESFD (the user's stage directory), with HOME as the
+ * user's home directory in the container: the image's
+ * files are parsed where root cannot be regained, without forking a
+ * helper for it. */
+int capsa_fuse_request_etc (int sock, int rootfd, int filesfd, const char *home, capsa_error_t *err);
 
 /* Child: mount /dev/fuse on TARGET and have fuse-overlayfs, in a private
  * copy of the container's mount namespace made while the child waits,

@@ -145,7 +145,7 @@ capsa_container_run (struct capsa_container *c, capsa_error_t *err)
         pid_t spid = -1;
         if (nservers < ARRAY_SIZE (servers)
             && (req.server == SERVER_SQUASHFS || req.server == SERVER_CRYPT || req.server == SERVER_FUSE2FS
-                || req.server == SERVER_OVERLAYFS || req.server == SERVER_IMAGE))
+                || req.server == SERVER_OVERLAYFS || req.server == SERVER_IMAGE || req.server == SERVER_ETC))
             spid = capsa_fuse_spawn_server (c, pid, &req, fds[0], fds[1], data, err);
         free (data);
         close (fds[0]);

@@ -425,32 +425,31 @@ capsa_bind_fd (int srcfd, int targetfd, bool rec, unsigned long flags, const cha
      * writable or allows setuid.  Without mount_setattr the flags are set
      * right after attaching, in this still private namespace, before
      * anything runs in it. */
+    /* One privileged bracket for the three calls: each works on
+     * descriptors only (AT_EMPTY_PATH), no path is looked up in it. */
+    bool flags_set = flags == 0;
+    struct mount_attr attr = { .attr_set = mount_attrs (flags) };
+    int r = -1, e = 0, step = 0;
     capsa_privs_mount_begin ();
     cleanup_close int tree = open_tree (srcfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0));
-    int e = errno;
-    capsa_privs_mount_end ();
     if (tree < 0)
-        return capsa_error_make (err, e, "cannot bind %s", what);
-    bool flags_set = flags == 0;
+        goto out;
+    step = 1;
     if (!flags_set && have_mount_setattr) {
-        struct mount_attr attr = { .attr_set = mount_attrs (flags) };
-        capsa_privs_mount_begin ();
-        int r = mount_setattr (tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr, sizeof (attr));
-        e = errno;
-        capsa_privs_mount_end ();
-        if (r == 0)
+        if (mount_setattr (tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr, sizeof (attr)) == 0)
             flags_set = true;
-        else if (e == ENOSYS)
+        else if (errno == ENOSYS)
             have_mount_setattr = false;
         else
-            return capsa_error_make (err, e, "cannot set mount flags of %s", what);
+            goto out;
     }
-    capsa_privs_mount_begin ();
-    int r = move_mount (tree, "", targetfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    step = 2;
+    r = move_mount (tree, "", targetfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+out:
     e = errno;
     capsa_privs_mount_end ();
     if (r < 0)
-        return capsa_error_make (err, e, "cannot attach %s", what);
+        return capsa_error_make (err, e, step == 0 ? "cannot bind %s" : step == 1 ? "cannot set mount flags of %s" : "cannot attach %s", what);
     if (!flags_set && capsa_remount_fd (tree, flags | (rec ? MS_REC : 0), what, err) < 0)
         return -1;
     return 0;

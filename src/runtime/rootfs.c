@@ -164,17 +164,27 @@ capsa_rootfs_setup_dev (int rootfd, unsigned flags, const char *size, int *devfd
     if (dev < 0)
         return capsa_error_make (err, errno, "cannot open the container's /dev");
 
-    for (size_t i = 0; i < ARRAY_SIZE (nodes); i++)
-        if (make_node (dev, nodes[i], 'f', NULL) < 0)
-            return capsa_error_make (err, errno, "cannot create /dev/%s", nodes[i]);
-    for (size_t i = 0; i < ARRAY_SIZE (links); i++) {
+    /* One privileged bracket for all of them: fixed names in a file
+     * system nobody else can see yet. */
+    const char *failed = NULL;
+    capsa_privs_mount_begin ();
+    for (size_t i = 0; i < ARRAY_SIZE (nodes) && !failed; i++)
+        if (mknodat (dev, nodes[i], S_IFREG | 0644, 0) < 0)
+            failed = nodes[i];
+    for (size_t i = 0; i < ARRAY_SIZE (links) && !failed; i++) {
         if ((flags & DEV_NO_DEVPTS) && strcmp (links[i][1], "ptmx") == 0)
             continue; /* no devpts, no ptmx (as Apptainer) */
-        if (make_node (dev, links[i][1], 'l', links[i][0]) < 0)
-            return capsa_error_make (err, errno, "cannot create /dev/%s", links[i][1]);
+        if (symlinkat (links[i][0], dev, links[i][1]) < 0)
+            failed = links[i][1];
     }
-    if (make_node (dev, "pts", 'd', NULL) < 0 || make_node (dev, "shm", 'd', NULL) < 0)
-        return capsa_error_make (err, errno, "cannot create directories in /dev");
+    if (!failed && mkdirat (dev, "pts", 0755) < 0)
+        failed = "pts";
+    if (!failed && mkdirat (dev, "shm", 0755) < 0)
+        failed = "shm";
+    int e = errno;
+    capsa_privs_mount_end ();
+    if (failed)
+        return capsa_error_make (err, e, "cannot create /dev/%s", failed);
     if (capsa_fs_attach (mnt, t, "/dev", err) < 0)
         return -1;
 
@@ -664,8 +674,9 @@ write_file_at (int dirfd, const char *name, const char *content, capsa_error_t *
     return 0;
 }
 
-/* In a process that is the user for good (setuid mode): the image's
- * files are parsed there, not where root can still be regained. */
+/* In a process that is the user for good (setuid mode: the monitor,
+ * capsa_etc_generate): the image's files are parsed there, not where
+ * root can still be regained. */
 static int
 generate_etc (void *arg, capsa_error_t *err)
 {
@@ -685,6 +696,13 @@ generate_etc (void *arg, capsa_error_t *err)
     return 0;
 }
 
+int
+capsa_etc_generate (struct capsa_container *c, int rootfd, int filesfd, capsa_error_t *err)
+{
+    struct etc_job job = { .c = c, .rootfd = rootfd, .filesfd = filesfd };
+    return generate_etc (&job, err);
+}
+
 static int
 bind_generated (int filesfd, int rootfd, const char *name, const char *path, capsa_error_t *err)
 {
@@ -698,7 +716,7 @@ bind_generated (int filesfd, int rootfd, const char *name, const char *path, cap
 }
 
 static int
-setup_etc (struct capsa_container *c, int stagefd, int rootfd, capsa_error_t *err)
+setup_etc (struct capsa_container *c, int sock, int stagefd, int rootfd, capsa_error_t *err)
 {
     /* Root (or fakeroot) in a writable container manages the image's own
      * files (adduser, package scripts), as in Apptainer. */
@@ -710,7 +728,7 @@ setup_etc (struct capsa_container *c, int stagefd, int rootfd, capsa_error_t *er
     if (filesfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
     struct etc_job job = { .c = c, .rootfd = rootfd, .filesfd = filesfd };
-    if (capsa_run_as_user (c, generate_etc, &job, err) < 0)
+    if ((c->mode == MODE_SETUID ? capsa_fuse_request_etc (sock, rootfd, filesfd, c->home_dst, err) : generate_etc (&job, err)) < 0)
         return capsa_error_wrap (err, "/etc/passwd and /etc/group");
     /* Root's files, as in any system (the user wrote them in the user's
      * private stage; in a user namespace root is not mapped). */
@@ -995,7 +1013,7 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
         return capsa_error_make (err, errno, "cannot open the container root");
 
     /* /etc files first, before anything from the host is bound into /etc. */
-    if (setup_etc (c, stagefd, rootfd, err) < 0)
+    if (setup_etc (c, sock, stagefd, rootfd, err) < 0)
         return -1;
     /* From here on host trees are bound in: the stage (and the root and
      * image below it) must not come along in a recursive bind of a host
