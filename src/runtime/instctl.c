@@ -136,7 +136,16 @@ stop_targets (struct target *t, size_t n, int sig, long timeout, bool priv)
             if (!t[i].mon_up || !proc_alive (t[i].st.monitor, t[i].st.monitor_start, priv))
                 continue;
             warnf ("instance %s: its monitor (pid %d) did not end; killing it", t[i].st.name, (int) t[i].st.monitor);
-            kill (t[i].st.monitor, SIGKILL);
+            /* Through a pidfd checked after it is open, as for the init:
+             * never a later process that got the number. */
+            int mfd = (int) syscall (SYS_pidfd_open, t[i].st.monitor, 0);
+            if (mfd >= 0) {
+                if (proc_alive (t[i].st.monitor, t[i].st.monitor_start, priv))
+                    syscall (SYS_pidfd_send_signal, mfd, SIGKILL, NULL, 0);
+                close (mfd);
+            } else if (errno == ENOSYS) {
+                kill (t[i].st.monitor, SIGKILL);
+            }
         }
         wait_ended (t, n, true, monotonic () + 5, priv);
     }
