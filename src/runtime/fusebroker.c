@@ -138,11 +138,17 @@ capsa_fuse_request_etc (int sock, int rootfd, int filesfd, const char *home, cap
      * is the user's entry's sixth field): it travels as the data. */
     struct capsa_fuse_request req = { .server = SERVER_ETC, .datalen = (uint32_t) strlen (home) };
     int fds[2] = { rootfd, filesfd };
-    char answer = 0;
     if (req.datalen > CAPSA_FUSE_DATA_MAX)
         return capsa_error_make (err, 0, "home directory too long");
     if (send_request (sock, &req, fds, home) < 0)
         return capsa_error_make (err, errno, "cannot pass the image's root to the monitor");
+    return 0;
+}
+
+int
+capsa_fuse_request_etc_done (int sock, capsa_error_t *err)
+{
+    char answer = 0;
     if (read (sock, &answer, 1) != 1 || answer != 'R')
         return capsa_error_make (err, 0, "the monitor could not write them");
     return 0;

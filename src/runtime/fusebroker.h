@@ -59,6 +59,9 @@ int capsa_fuse_mount_served (struct capsa_container *c, int sock, int target, co
  * files are parsed where root cannot be regained, without forking a
  * helper for it. */
 int capsa_fuse_request_etc (int sock, int rootfd, int filesfd, const char *home, capsa_error_t *err);
+/* ... and wait until they are written ('R'); nothing else may be asked of
+ * the monitor in between. */
+int capsa_fuse_request_etc_done (int sock, capsa_error_t *err);
 
 /* Child: mount /dev/fuse on TARGET and have fuse-overlayfs, in a private
  * copy of the container's mount namespace made while the child waits,

@@ -650,6 +650,12 @@ read_image_file (int rootfd, const char *path)
     cleanup_close int pfd = capsa_open_in_root (rootfd, path, O_NOFOLLOW);
     if (pfd < 0 || fstat (pfd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size > (4 << 20))
         return NULL;
+    /* Only the image's own files: not through a symlink into /proc, /sys
+     * or /dev, which the child may be mounting meanwhile (etc_begin). */
+    struct statx a, b;
+    if (statx (pfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &a) == 0 && statx (rootfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &b) == 0
+        && (a.stx_mask & b.stx_mask & STATX_MNT_ID) && a.stx_mnt_id != b.stx_mnt_id)
+        return NULL;
     cleanup_close int fd = open (capsa_fd_path (pfd, buf, sizeof (buf)), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 || fstat (fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
         return NULL;
@@ -715,20 +721,38 @@ bind_generated (int filesfd, int rootfd, const char *name, const char *path, cap
     return capsa_bind_fd (src, dst, false, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, path, err);
 }
 
+/* The container's /etc/passwd and /etc/group, in two steps so that in
+ * setuid mode the monitor writes them while the child goes on with /proc,
+ * /sys and /dev: etc_begin asks for them (or writes them, in the other
+ * modes), etc_end waits and binds them.  *FILESFD is -1 when the image's
+ * own files are used. */
 static int
-setup_etc (struct capsa_container *c, int sock, int stagefd, int rootfd, capsa_error_t *err)
+etc_begin (struct capsa_container *c, int sock, int stagefd, int rootfd, int *filesfd, capsa_error_t *err)
 {
+    *filesfd = -1;
     /* Root (or fakeroot) in a writable container manages the image's own
      * files (adduser, package scripts), as in Apptainer. */
     if (capsa_layers_writable (c) && c->user.uid == 0 && c->opts->target_uid <= 0) {
         verbosef ("writable container run as root: the image's /etc/passwd and /etc/group are used as they are");
         return 0;
     }
-    cleanup_close int filesfd = openat (stagefd, "files", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (filesfd < 0)
+    *filesfd = openat (stagefd, "files", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (*filesfd < 0)
         return capsa_error_make (err, errno, "cannot open staging directory");
-    struct etc_job job = { .c = c, .rootfd = rootfd, .filesfd = filesfd };
-    if ((c->mode == MODE_SETUID ? capsa_fuse_request_etc (sock, rootfd, filesfd, c->home_dst, err) : generate_etc (&job, err)) < 0)
+    struct etc_job job = { .c = c, .rootfd = rootfd, .filesfd = *filesfd };
+    if ((c->mode == MODE_SETUID ? capsa_fuse_request_etc (sock, rootfd, *filesfd, c->home_dst, err)
+                                : generate_etc (&job, err))
+        < 0)
+        return capsa_error_wrap (err, "/etc/passwd and /etc/group");
+    return 0;
+}
+
+static int
+etc_end (struct capsa_container *c, int sock, int filesfd, int rootfd, capsa_error_t *err)
+{
+    if (filesfd < 0)
+        return 0;
+    if (c->mode == MODE_SETUID && capsa_fuse_request_etc_done (sock, err) < 0)
         return capsa_error_wrap (err, "/etc/passwd and /etc/group");
     /* Root's files, as in any system (the user wrote them in the user's
      * private stage; in a user namespace root is not mapped). */
@@ -1012,14 +1036,10 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     if (rootfd < 0)
         return capsa_error_make (err, errno, "cannot open the container root");
 
-    /* /etc files first, before anything from the host is bound into /etc. */
-    if (setup_etc (c, sock, stagefd, rootfd, err) < 0)
-        return -1;
-    /* From here on host trees are bound in: the stage (and the root and
-     * image below it) must not come along in a recursive bind of a host
-     * directory that holds it (PREFIX/libexec/capsa, /), which would show
-     * the root writable at its staging path. */
-    if (capsa_mount_fd (NULL, stagefd, NULL, MS_UNBINDABLE, NULL, "the staging area unbindable", err) < 0)
+    /* /etc files first, before anything from the host is bound into /etc
+     * (etc_end, before the binds). */
+    cleanup_close int filesfd = -1;
+    if (etc_begin (c, sock, stagefd, rootfd, &filesfd, err) < 0)
         return -1;
 
     if (c->conf->mount_proc && !(o->no_mount & NO_MOUNT_PROC)) {
@@ -1031,6 +1051,16 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
         && capsa_rootfs_mount_sys (rootfd, o->net_ns || !userns, false, err) < 0)
         return -1;
     if (setup_dev (c, rootfd, err) < 0)
+        return -1;
+
+    if (etc_end (c, sock, filesfd, rootfd, err) < 0)
+        return -1;
+    /* From here on host trees are bound in: the stage (and the root and
+     * image below it) must not come along in a recursive bind of a host
+     * directory that holds it (PREFIX/libexec/capsa, /), which would show
+     * the root writable at its staging path.  (/proc, /sys and /dev above
+     * hold no stage; the generated /etc files are bound from it.) */
+    if (capsa_mount_fd (NULL, stagefd, NULL, MS_UNBINDABLE, NULL, "the staging area unbindable", err) < 0)
         return -1;
 
     if (o->contain) {
