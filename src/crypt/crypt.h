@@ -82,6 +82,12 @@
  * Free with capsa_secure_free(), which wipes it. */
 void *capsa_secure_alloc (size_t len, bool *locked);
 void capsa_secure_free (void *p); /* NULL is fine */
+/* The whole content of FD, a secret record (at most
+ * CAPSA_SECRET_RECORD_MAX bytes), in a capsa_secure_alloc() buffer; FD is
+ * closed.  NULL with ERR on a read error, an empty or a too long record.
+ * (The FUSE servers' key descriptor.) */
+uint8_t *capsa_secret_read_fd (int fd, size_t *len, capsa_error_t *err);
+
 /* The usable size of a buffer from capsa_secure_alloc(). */
 size_t capsa_secure_size (const void *p);
 

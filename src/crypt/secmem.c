@@ -74,3 +74,39 @@ capsa_secure_free (void *p)
     (void) munmap (h, map_len);
 }
 
+
+uint8_t *
+capsa_secret_read_fd (int fd, size_t *len, capsa_error_t *err)
+{
+    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_RECORD_MAX + 1, NULL);
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read (fd, key + n, CAPSA_SECRET_RECORD_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            capsa_secure_free (key);
+            close (fd);
+            capsa_error_make (err, e, "cannot read the key descriptor");
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t) r;
+        if (n > CAPSA_SECRET_RECORD_MAX) {
+            capsa_secure_free (key);
+            close (fd);
+            capsa_error_make (err, 0, "the key record is longer than %u bytes", CAPSA_SECRET_RECORD_MAX);
+            return NULL;
+        }
+    }
+    close (fd);
+    if (n == 0) {
+        capsa_secure_free (key);
+        capsa_error_make (err, 0, "no key on the key descriptor");
+        return NULL;
+    }
+    *len = n;
+    return key;
+}

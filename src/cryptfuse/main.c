@@ -270,37 +270,14 @@ parse_fd (const char *opt, const char *s)
     return (int) v;
 }
 
-/* The whole content of fd (at most CAPSA_SECRET_RECORD_MAX bytes: a
- * secret record, src/crypt/crypt.h), in locked memory; fd is closed. */
+/* The key record on FD, in locked memory; FD is closed. */
 static uint8_t *
 read_key (int fd, size_t *len)
 {
-    uint8_t *key = capsa_secure_alloc (CAPSA_SECRET_RECORD_MAX + 1, NULL);
-    size_t n = 0;
-
-    for (;;) {
-        ssize_t r = read (fd, key + n, CAPSA_SECRET_RECORD_MAX + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            capsa_secure_free (key);
-            capsa_die ("cannot read the key descriptor: %s", strerror (e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t) r;
-        if (n > CAPSA_SECRET_RECORD_MAX) {
-            capsa_secure_free (key);
-            capsa_die ("the key given on the key descriptor is longer than %u bytes", CAPSA_SECRET_RECORD_MAX);
-        }
-    }
-    close (fd);
-    if (n == 0) {
-        capsa_secure_free (key);
-        capsa_die ("no key on the key descriptor");
-    }
-    *len = n;
+    capsa_error_t err = NULL;
+    uint8_t *key = capsa_secret_read_fd (fd, len, &err);
+    if (key == NULL)
+        capsa_die ("%s", err->msg);
     return key;
 }
 
