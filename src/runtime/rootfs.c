@@ -774,6 +774,23 @@ etc_end (struct capsa_container *c, int sock, int filesfd, int rootfd, capsa_err
 
 /* ---- the rest ---------------------------------------------------------- */
 
+/* Are X and Y (same device and inode number: A, B) the same object?
+ * fuse-overlayfs passes its layers' inode numbers through, so two files of
+ * one container can share them: the kind and the kernel's path of each
+ * descriptor decide.  Unknown paths count as the same (fail closed). */
+static bool
+same_object (int x, int y, const struct stat *a, const struct stat *b)
+{
+    char bx[64], by[64], px[4096], py[4096];
+    if ((a->st_mode & S_IFMT) != (b->st_mode & S_IFMT))
+        return false;
+    ssize_t nx = readlink (capsa_fd_path (x, bx, sizeof (bx)), px, sizeof (px) - 1);
+    ssize_t ny = readlink (capsa_fd_path (y, by, sizeof (by)), py, sizeof (py) - 1);
+    if (nx < 0 || ny < 0)
+        return true;
+    return nx == ny && memcmp (px, py, (size_t) nx) == 0;
+}
+
 /* Nothing may be mounted on the container's root itself: a destination
  * that only leads there through a symlink ("/tmp/link-to-root/.") is
  * caught by what it is, not by its name. */
@@ -789,7 +806,7 @@ open_target (int rootfd, const char *path, enum capsa_node kind, capsa_error_t *
         close (t);
         return capsa_error_make (err, e, "mount point %s", path);
     }
-    if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+    if (a.st_dev == b.st_dev && a.st_ino == b.st_ino && same_object (t, rootfd, &a, &b)) {
         close (t);
         return capsa_error_make (err, 0, "mount point %s is the container's root, which cannot be replaced", path);
     }
