@@ -255,6 +255,25 @@ run "$CAPSA" exec --drop-caps CAP_SYS_ADMIN --security "seccomp:$WORK/docker-use
 expect_eq "Docker-style profile: root without CAP_SYS_ADMIN is blocked" "1" "$RC"
 run_user "$CAPSA exec --add-caps CAP_SYS_ADMIN --security seccomp:$WORK/docker-userns.json $IMG_DIR unshare -U true"
 expect_eq "asking for a capability that is not granted does not open the filter" "1" "$RC"
+# An administrator who wants users kept out of nested user namespaces: the
+# Docker-style profile as capsa.conf's 'seccomp profile'. It is compiled
+# without knowledge of grants, so its CAP_SYS_ADMIN exception is left out.
+CONF=$CAPSA_PREFIX/etc/capsa/capsa.conf
+cp "$CONF" "$WORK/conf.orig"
+install -m 0644 "$WORK/docker-userns.json" "$WORK/admin-userns.json"
+printf 'seccomp profile = %s\n' "$WORK/admin-userns.json" >> "$CONF"
+run_user "$CAPSA exec $IMG_DIR unshare -U true"
+expect_eq "admin Docker-style profile: unshare -U blocked for $TUSER (setuid)" "1" "$RC"
+expect_match "... by the filter (EPERM)" "Operation not permitted" "$OUT"
+run_user "$CAPSA exec --userns $IMG_DIR unshare -U true"
+expect_eq "admin Docker-style profile: unshare -U blocked for $TUSER (userns)" "1" "$RC"
+run "$CAPSA" exec "$IMG_DIR" unshare -U true
+expect_eq "admin Docker-style profile: blocked for root too (no grant knowledge)" "1" "$RC"
+run_user "$CAPSA exec $IMG_DIR /bin/true"
+expect_eq "admin Docker-style profile: /bin/true runs" "0" "$RC"
+cp "$WORK/conf.orig" "$CONF"
+run_user "$CAPSA exec $IMG_DIR unshare -U true"
+expect_eq "without it, unshare -U is the kernel's decision again" "0" "$RC"
 run_user "APPTAINER_SECURITY=seccomp:$CC $CAPSA exec $IMG_DIR /bin/true"
 expect_eq "APPTAINER_SECURITY=seccomp:PROFILE" "0" "$RC"
 no_leftover_mounts "apptainer compatibility: no mounts left"
