@@ -223,6 +223,13 @@ capsa_opts_parse (struct capsa_opts *o, int argc, char **argv, capsa_error_t *er
             o->home_dst = xstrdup (colon ? colon + 1 : optarg);
             if (o->home_src == NULL || o->home_src[0] == '\0' || o->home_dst[0] != '/')
                 return capsa_error_make (err, 0, "invalid --home '%s' (expected SRC[:DST], DST absolute)", optarg);
+            /* DST becomes a field of the container's /etc/passwd: one more
+             * ':' is refused, as Apptainer does, and so is a newline. */
+            if (strchr (o->home_dst, ':'))
+                return capsa_error_make (err, 0, "invalid --home '%s': more than one ':' (expected SRC[:DST])", optarg);
+            if (strchr (o->home_dst, '\n'))
+                return capsa_error_make (err, 0, "invalid --home: the home directory has a newline, which cannot go "
+                                                 "into the container's /etc/passwd");
             break;
         }
         case OPT_PWD:

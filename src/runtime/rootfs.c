@@ -715,6 +715,11 @@ bind_generated (int filesfd, int rootfd, const char *name, const char *path, cap
     cleanup_close int src = openat (filesfd, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
     if (src < 0)
         return capsa_error_make (err, errno, "cannot open the generated %s", path);
+    /* Written by the monitor in setuid mode: bound only if it is the one
+     * plain file it should be (fail closed should the monitor misbehave). */
+    struct stat st;
+    if (fstat (src, &st) < 0 || !S_ISREG (st.st_mode) || st.st_nlink != 1)
+        return capsa_error_make (err, 0, "the generated %s is not a plain file", path);
     cleanup_close int dst = capsa_open_mountpoint (rootfd, path, NODE_FILE, err);
     if (dst < 0)
         return -1;
@@ -952,9 +957,10 @@ bind_all (struct capsa_container *c, int rootfd, capsa_error_t *err)
  * so its devices work as on the host (their permissions decide); or
  * capsa's minimal one, plus the host devices the user bound; or none. */
 static int
-setup_dev (struct capsa_container *c, int rootfd, capsa_error_t *err)
+setup_dev (struct capsa_container *c, int rootfd, int *top_out, int *dev_out, capsa_error_t *err)
 {
     const struct capsa_opts *o = c->opts;
+    *top_out = *dev_out = -1;
     if (c->conf->mount_dev == MOUNT_DEV_NO || (o->no_mount & NO_MOUNT_DEV))
         return 0;
     if (c->dev_host) {
@@ -972,10 +978,18 @@ setup_dev (struct capsa_container *c, int rootfd, capsa_error_t *err)
     unsigned flags = (o->contain ? DEV_SHM_PRIVATE : DEV_SHM_HOST)
                      | (c->conf->mount_devpts && !(o->no_mount & NO_MOUNT_DEVPTS) ? 0 : DEV_NO_DEVPTS)
                      | (c->conf->memory_fs == MEMFS_RAMFS ? DEV_RAMFS : 0) | (ndev > 0 ? DEV_WRITABLE : 0);
-    cleanup_close int dev = -1;
-    cleanup_close int top = capsa_rootfs_setup_dev (rootfd, flags & ~DEV_WRITABLE, "1m", &dev, err);
+    *top_out = capsa_rootfs_setup_dev (rootfd, flags & ~DEV_WRITABLE, "1m", dev_out, err);
+    return *top_out < 0 ? -1 : 0;
+}
+
+/* The host devices the user bound into capsa's minimal /dev, then /dev
+ * read-only.  Done once the stage is unbindable: a bind source is a path
+ * of the host that may lead to a directory holding the stage. */
+static int
+finish_dev (struct capsa_container *c, int top, int dev, capsa_error_t *err)
+{
     if (top < 0)
-        return -1;
+        return 0;
     for (size_t i = 0; i < c->nbinds; i++)
         if (c->binds[i].dev && bind_dev_node (&c->binds[i], dev, err) < 0)
             return capsa_error_wrap (err, "bind source %s", c->binds[i].dst);
@@ -1067,7 +1081,8 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
     if (c->conf->mount_sys && !(o->no_mount & NO_MOUNT_SYS)
         && capsa_rootfs_mount_sys (rootfd, o->net_ns || !userns, false, err) < 0)
         return -1;
-    if (setup_dev (c, rootfd, err) < 0)
+    cleanup_close int devtop = -1, devfd = -1;
+    if (setup_dev (c, rootfd, &devtop, &devfd, err) < 0)
         return -1;
 
     if (etc_end (c, sock, filesfd, rootfd, err) < 0)
@@ -1078,6 +1093,8 @@ capsa_container_setup_root (struct capsa_container *c, int sock, capsa_error_t *
      * the root writable at its staging path.  (/proc, /sys and /dev above
      * hold no stage; the generated /etc files are bound from it.) */
     if (capsa_mount_fd (NULL, stagefd, NULL, MS_UNBINDABLE, NULL, "the staging area unbindable", err) < 0)
+        return -1;
+    if (finish_dev (c, devtop, devfd, err) < 0)
         return -1;
 
     if (o->contain) {

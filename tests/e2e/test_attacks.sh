@@ -36,6 +36,7 @@ A10=/tmp/capsa-att-$T-10             # the attacker's files for the later findin
 A11=/tmp/capsa-att-$T-11             # ... and for the second review's
 S11=/dev/shm/capsa-att-$T-11
 D11=/dev/capsa-att-$T-target         # a root directory on the host's devtmpfs
+L12=/dev/capsa-att-$T-link           # an administrator's symlink in the host's /dev
 BGPIDS=()   # processes this file started and has not ended yet
 
 cleanup () {
@@ -45,7 +46,7 @@ cleanup () {
     done
     cp "$WORK/conf.orig" "$CONF"
     mountpoint -q "$A10/src/m" 2> /dev/null && { umount "$A10/src/m"; umount "$A10/src/m"; } 2> /dev/null
-    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" "$A11" "$S11" "$D11" \
+    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" "$A11" "$S11" "$D11" "$L12" \
         "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
 }
 trap cleanup EXIT
@@ -296,6 +297,19 @@ for mode in root setuid userns; do
     cx $mode --home "$UD/fakeroot:/" "$IMG_DIR" cat /marker
     refused "(5) --home DIR:/: refused [$mode]" ""
     expect_nomatch "(5) --home DIR:/: the directory is not the root [$mode]" "FAKEROOT" "$OUT"
+    # The home's destination is a field of the container's /etc/passwd:
+    # no second field, no second line (a uid-0 entry) through it.
+    cx $mode --home "$UD/fakeroot:/h:0:0" "$IMG_DIR" grep -c ':0:0' /etc/passwd
+    refused "(5) --home SRC:/h:0:0 (a passwd field): refused [$mode]" "more than one ':'"
+    # (a literal newline: run_user's shell is sh, which has no $'...')
+    nl_home="$UD/fakeroot:/h
+evil"
+    case $mode in
+    root) run "$CAPSA" exec --home "$nl_home" "$IMG_DIR" grep -c '^evil' /etc/passwd ;;
+    setuid) run_user "$CAPSA exec --home '$nl_home' $IMG_DIR grep -c '^evil' /etc/passwd" ;;
+    userns) run_user "$CAPSA exec --userns --home '$nl_home' $IMG_DIR grep -c '^evil' /etc/passwd" ;;
+    esac
+    refused "(5) --home with a newline (a passwd line): refused [$mode]" "newline"
 done
 # It must not get round the administrator's limits either.
 sed -i 's/^allow container dir = yes/allow container dir = no/' "$CONF"
@@ -588,5 +602,20 @@ for _ in 1 2 3; do
     grep -q ATTACHED "$A11/catch.out" && attached=$((attached + 1))
 done
 expect_eq "(11) B3 the user attached to cryptfuse in none of 3 runs" 0 "$attached"
+
+# --- (12) found by the third attack review ---------------------------------------------
+# A device bind (-B /dev/X into the minimal /dev) is recursive, and its
+# source is a host path that may lead anywhere: a symlink of the
+# administrator's in /dev to a directory holding capsa's stage must not
+# bring the stage (the container's root, upper layer and generated /etc
+# files) along.  The user's device binds are made once the stage is
+# unbindable.  (The symlink, which only root can make, stands in for one
+# such as /dev/disk/by-*/ or a vendor's.)
+ln -sfn "$CAPSA_PREFIX/libexec/capsa" "$L12"
+for mode in setuid userns; do
+    cx $mode --contain -B "$L12" "$IMG_DIR" sh -c "ls $L12/mnt; echo end"
+    expect_eq "(12) -B /dev/LINK to PREFIX/libexec/capsa: the link is bound, the stage is not [$mode]" "end" "$OUT"
+done
+rm -f "$L12"
 
 no_leftover_mounts "no capsa mount left after the attacks"

@@ -304,6 +304,14 @@ test_home (void)
     CHECK (m5 == NULL && strcmp (str_or_empty (o.home_src), "/c") == 0, "the last --home wins");
     capsa_opts_free (&o);
 
+    cleanup_free char *m7 = parse (&o, "exec", "--home", "/a:/b:c", "img", "true", NULL);
+    CHECK (contains (m7, "more than one ':'"), "--home with a second ':' refused (a field of /etc/passwd)");
+    capsa_opts_free (&o);
+
+    cleanup_free char *m8 = parse (&o, "exec", "--home", "/a:/h\nroot2", "img", "true", NULL);
+    CHECK (contains (m8, "newline"), "--home with a newline refused (a line of /etc/passwd)");
+    capsa_opts_free (&o);
+
     cleanup_free char *m6 = parse (&o, "exec", "--no-home", "--pwd", "/w", "img", "true", NULL);
     CHECK (m6 == NULL && o.no_home && strcmp (str_or_empty (o.pwd), "/w") == 0, "--no-home, --pwd");
     capsa_opts_free (&o);
