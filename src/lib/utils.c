@@ -351,3 +351,20 @@ write_file_atomic (const char *path, const char *text, uid_t uid, gid_t gid, mod
         fsync (dfd);
     return 0;
 }
+
+/* Undo the octal escapes (\040 for a space...) of a mountinfo field, in
+ * place. */
+void
+mountinfo_unescape (char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+            *o++ = (char) ((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}

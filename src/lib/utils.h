@@ -112,6 +112,9 @@ void format_size (uint64_t n, char *buf, size_t len);
  * components: "/scratch" does not contain "/scratch2". */
 bool path_is_within (const char *path, const char *dir);
 
+/* Undo the octal escapes of a mountinfo field (\040...), in place. */
+void mountinfo_unescape (char *s);
+
 /* Append S to the growing string *BUF of *LEN bytes (*BUF may be NULL);
  * the second form single-quotes it for sh ('it'\''s'). */
 void str_append (char **buf, size_t *len, const char *s);

@@ -6,22 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Undo mountinfo's octal escapes (\040 for a space...) in place. */
-static void
-unescape (char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
-            *o++ = (char) ((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-            p += 3;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
-
 void
 capsa_hostfs_points (const char *mountinfo, struct strv *out)
 {
@@ -47,7 +31,7 @@ capsa_hostfs_points (const char *mountinfo, struct strv *out)
         char point[4096];
         if (sscanf (line, "%ld %ld %*s %*s %4095s", &id, &parent, point) != 3 || parent != root || id == root)
             continue;
-        unescape (point);
+        mountinfo_unescape (point);
         bool skipped = point[0] != '/' || strcmp (point, "/") == 0;
         for (size_t i = 0; i < ARRAY_SIZE (skip) && !skipped; i++)
             skipped = strncmp (point, skip[i], strlen (skip[i])) == 0;

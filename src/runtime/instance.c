@@ -142,19 +142,7 @@ cgroup2_mount (void)
     cleanup_free char *mi = NULL;
     if (fd < 0 || read_fd_all (fd, 16 << 20, &mi, NULL, NULL) < 0)
         return NULL;
-    for (char *l = mi; l && *l; l = strchr (l, '\n') ? strchr (l, '\n') + 1 : NULL) {
-        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER */
-        const char *sep = strstr (l, " - cgroup2 ");
-        const char *eol = strchr (l, '\n');
-        if (sep == NULL || (eol && sep > eol))
-            continue;
-        char root[4096], point[4096];
-        if (sscanf (l, "%*s %*s %*s %4095s %4095s", root, point) != 2 || strcmp (root, "/") != 0
-            || strchr (point, '\\'))
-            continue;
-        return xstrdup (point);
-    }
-    return NULL;
+    return capsa_cgroup2_point (mi);
 }
 
 /* Fill and write the record of the instance whose init is CPID, child of

@@ -530,3 +530,21 @@ capsa_inst_parse_cgroup2 (const char *text)
     }
     return NULL;
 }
+
+char *
+capsa_cgroup2_point (const char *mountinfo)
+{
+    for (const char *l = mountinfo; l && *l; l = strchr (l, '\n') ? strchr (l, '\n') + 1 : NULL) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER */
+        const char *sep = strstr (l, " - cgroup2 ");
+        const char *eol = strchr (l, '\n');
+        if (sep == NULL || (eol && sep > eol))
+            continue;
+        char root[4096], point[4096];
+        if (sscanf (l, "%*s %*s %*s %4095s %4095s", root, point) != 2 || strcmp (root, "/") != 0
+            || strchr (point, '\\'))
+            continue;
+        return xstrdup (point);
+    }
+    return NULL;
+}

@@ -115,4 +115,8 @@ int capsa_inst_parse_status_uid (const char *text, uid_t *ruid, uid_t *euid);
 /* /proc/PID/cgroup: the cgroup v2 path ("0::PATH"), owned; NULL if none. */
 char *capsa_inst_parse_cgroup2 (const char *text);
 
+/* /proc/self/mountinfo: the mount point of the cgroup v2 hierarchy's root
+ * (one without escapes), owned; NULL if none. */
+char *capsa_cgroup2_point (const char *mountinfo);
+
 #endif

@@ -261,22 +261,6 @@ remount_legacy (const char *path, unsigned long flags)
     return r;
 }
 
-/* Undo the escapes (\040 and the like) of a mountinfo field, in place. */
-static void
-unescape (char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
-            *o++ = (char) ((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-            p += 3;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
-
 /* The mounts of the tree whose top is mount TOP, from /proc/self/mountinfo:
  * ids, mount points (unescaped) and per-mount options, in *IDS, *PATHS and
  * *OPTS (NULL-terminated lists).  -1 when mountinfo cannot be read. */
@@ -312,7 +296,7 @@ tree_mounts (long top, long **ids, struct strv *paths, struct strv *opts, size_t
             char *mo = sp + 1, *sp2 = strchr (mo, ' ');
             if (sp2)
                 *sp2 = '\0';
-            unescape (mp);
+            mountinfo_unescape (mp);
             *ids = xrealloc (*ids, (*n + 1) * sizeof (long));
             (*ids)[(*n)++] = id;
             strv_push (paths, mp);

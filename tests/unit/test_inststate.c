@@ -302,6 +302,18 @@ test_proc (void)
     CHECK (cg && strcmp (cg, "/user.slice/x.scope") == 0, "cgroup v2 line among v1 lines");
     free (cg);
     CHECK (capsa_inst_parse_cgroup2 ("4:memory:/a\n") == NULL, "no cgroup v2 line: none");
+
+    const char *mi = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+                     "30 22 0:26 /user.slice /mnt/cg rw - cgroup2 cgroup2 rw\n"
+                     "31 22 0:26 / /mnt/a\\040b rw - cgroup2 cgroup2 rw\n"
+                     "32 22 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+    char *point = capsa_cgroup2_point (mi);
+    CHECK (point && strcmp (point, "/sys/fs/cgroup") == 0,
+           "cgroup2 mount point: the hierarchy's root, not a subtree, not an escaped path");
+    free (point);
+    CHECK (capsa_cgroup2_point ("22 1 0:21 / /proc rw - proc proc rw\n31 1 0:26 / /x rw - cgroup cgroup rw\n") == NULL,
+           "no cgroup2 mount: none (cgroup v1 is not it)");
+    CHECK (capsa_cgroup2_point ("") == NULL, "empty mountinfo: none");
 }
 
 int
