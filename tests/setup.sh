@@ -28,6 +28,9 @@ cc -static -O1 -Wall -Wextra -Werror -o "$HELPERS/securebits" "$TOP/tests/helper
 for h in nosys swap memfd catchptrace; do
     cc -O1 -Wall -Wextra -Werror -o "$HELPERS/$h" "$TOP/tests/helpers/$h.c" || return 1
 done
+# A user's image server that lies (test_imageserver_attack.sh): libfuse3's low-level API.
+cc -O1 -Wall -Wextra -Werror $(pkg-config --cflags fuse3) -o "$HELPERS/lyingsrv" "$TOP/tests/helpers/lyingsrv.c" \
+    $(pkg-config --libs fuse3) || return 1
 export HELPERS
 
 # An image with iputils ping and no file capabilities on it: the busybox
