@@ -118,26 +118,7 @@ part_read (void *ctx, void *buf, size_t len, uint64_t off)
 static const char *
 sqfs_strerror (int e)
 {
-    switch (e) {
-    case SQFS_ERROR_ALLOC:
-        return "out of memory";
-    case SQFS_ERROR_IO:
-        return "I/O error";
-    case SQFS_ERROR_COMPRESSOR:
-        return "decompression failed";
-    case SQFS_ERROR_CORRUPTED:
-        return "corrupted";
-    case SQFS_ERROR_UNSUPPORTED:
-        return "unsupported feature";
-    case SQFS_ERROR_OVERFLOW:
-        return "numeric overflow";
-    case SQFS_ERROR_OUT_OF_BOUNDS:
-        return "a location outside the partition";
-    case SQFS_ERROR_SUPER_BLOCK_SIZE:
-        return "invalid block size";
-    default:
-        return "invalid";
-    }
+    return capsa_sqfs_strerror (e, "a location outside the partition");
 }
 
 /* ---- gocryptfs.conf --------------------------------------------------------------- */

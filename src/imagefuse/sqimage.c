@@ -86,30 +86,7 @@ struct tls {
 static const char *
 sqfs_error_name (int e)
 {
-    switch (e) {
-    case SQFS_ERROR_ALLOC:
-        return "out of memory";
-    case SQFS_ERROR_IO:
-        return "I/O error";
-    case SQFS_ERROR_COMPRESSOR:
-        return "decompression failed";
-    case SQFS_ERROR_CORRUPTED:
-        return "corrupted";
-    case SQFS_ERROR_UNSUPPORTED:
-        return "unsupported feature";
-    case SQFS_ERROR_OVERFLOW:
-        return "numeric overflow";
-    case SQFS_ERROR_OUT_OF_BOUNDS:
-        return "a location outside the image";
-    case SFQS_ERROR_SUPER_MAGIC: /* (sic: libsquashfs 1.2) */
-        return "not a squashfs";
-    case SFQS_ERROR_SUPER_VERSION:
-        return "unsupported squashfs version";
-    case SQFS_ERROR_SUPER_BLOCK_SIZE:
-        return "invalid block size";
-    default:
-        return "invalid";
-    }
+    return capsa_sqfs_strerror (e, "a location outside the image");
 }
 
 /* ---- Per-thread readers --------------------------------------------------------- */

@@ -58,3 +58,32 @@ capsa_sqfile_init (struct capsa_sqfile *f, capsa_sqfile_read_fn read, void *ctx,
     f->ctx = ctx;
     f->size = size;
 }
+
+const char *
+capsa_sqfs_strerror (int e, const char *outside)
+{
+    switch (e) {
+    case SQFS_ERROR_ALLOC:
+        return "out of memory";
+    case SQFS_ERROR_IO:
+        return "I/O error";
+    case SQFS_ERROR_COMPRESSOR:
+        return "decompression failed";
+    case SQFS_ERROR_CORRUPTED:
+        return "corrupted";
+    case SQFS_ERROR_UNSUPPORTED:
+        return "unsupported feature";
+    case SQFS_ERROR_OVERFLOW:
+        return "numeric overflow";
+    case SQFS_ERROR_OUT_OF_BOUNDS:
+        return outside;
+    case SFQS_ERROR_SUPER_MAGIC: /* (sic: libsquashfs 1.2) */
+        return "not a squashfs";
+    case SFQS_ERROR_SUPER_VERSION:
+        return "unsupported squashfs version";
+    case SQFS_ERROR_SUPER_BLOCK_SIZE:
+        return "invalid block size";
+    default:
+        return "invalid";
+    }
+}

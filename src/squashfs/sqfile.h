@@ -9,7 +9,7 @@
  * [0, size) (offset + length overflowing included) is refused with
  * SQFS_ERROR_OUT_OF_BOUNDS before the callback is called; a failed read is
  * SQFS_ERROR_IO; writing and truncating are SQFS_ERROR_IO.  Nothing is
- * cached here.
+ * cached here.  Also here: libsquashfs's error codes in words.
  *
  * libsquashfs (and so this directory) is never linked into the setuid
  * starter (Makefile, tests/e2e/test_starter_links.sh). */
@@ -41,5 +41,10 @@ void capsa_sqfile_init (struct capsa_sqfile *f, capsa_sqfile_read_fn read, void 
 
 /* F's read_at, for direct reads: 0 or an SQFS_ERROR_* code as above. */
 int capsa_sqfile_read (struct capsa_sqfile *f, uint64_t off, void *buf, size_t len);
+
+/* A libsquashfs error code (SQFS_ERROR_*) in words, for messages;
+ * OUTSIDE is the words for SQFS_ERROR_OUT_OF_BOUNDS ("a location outside
+ * the image"). */
+const char *capsa_sqfs_strerror (int e, const char *outside);
 
 #endif
