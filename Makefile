@@ -62,7 +62,9 @@ STARTER_LIBS := $(shell pkg-config --libs $(STARTER_PKGS) 2>/dev/null)
 # The image server's squashfs reader and caches (no FUSE in them) are in the
 # library for the unit tests and fuzzers; its FUSE side is in IMAGEFUSE_SRC.
 SQIMAGE_SRC := src/imagefuse/sqimage.c src/imagefuse/objcache.c
-LIB_SRC     := $(STARTER_LIB_SRC) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c) $(SQIMAGE_SRC)
+# src/squashfs: libsquashfs helpers shared by src/crypt and the image server.
+LIB_SRC     := $(STARTER_LIB_SRC) $(wildcard src/policy/*.c) $(wildcard src/crypt/*.c) $(wildcard src/oci/*.c) $(wildcard src/imgbuild/*.c) \
+               $(wildcard src/squashfs/*.c) $(SQIMAGE_SRC)
 CMD_SRC     := $(wildcard src/cmd/*.c)
 STARTER_SRC := $(wildcard src/starter/*.c)
 CRYPTFUSE_SRC := $(wildcard src/cryptfuse/*.c)

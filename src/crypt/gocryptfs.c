@@ -27,10 +27,11 @@
  *    hole (plaintext zeros).
  *
  * The outer squashfs is read with squashfs-tools-ng's libsquashfs through
- * a sqfs_file_t bound to [off, off+size) of the image: the directory, the
- * inodes and gocryptfs.conf.  The ciphertext file's blocks are then read
- * with pread() when they are stored uncompressed (always, for Apptainer's
- * images); otherwise through libsquashfs's data reader under a lock. */
+ * a file object (src/squashfs/sqfile.c) bound to [off, off+size) of the
+ * image: the directory, the inodes and gocryptfs.conf.  The ciphertext
+ * file's blocks are then read with pread() when they are stored
+ * uncompressed (always, for Apptainer's images); otherwise through
+ * libsquashfs's data reader under a lock. */
 #include "crypt/crypt_private.h"
 
 #include <errno.h>
@@ -59,6 +60,7 @@
 #include <sqfs/super.h>
 
 #include "lib/utils.h"
+#include "squashfs/sqfile.h"
 
 enum {
     GC_KEY_LEN = 32,
@@ -78,12 +80,6 @@ static const char hkdf_info_content[] = "AES-GCM file content encryption";
  * without bound. */
 #define GC_SCRYPT_MAX_MEMORY (UINT64_C (4) << 30)
 
-struct part_file {
-    sqfs_file_t base;
-    int fd;
-    uint64_t off, size;
-};
-
 struct capsa_gocryptfs_volume {
     int fd;
     uint64_t part_off;
@@ -102,7 +98,7 @@ struct capsa_gocryptfs_volume {
     uint64_t *pos;
     /* Otherwise libsquashfs reads it, one thread at a time. */
     pthread_mutex_t lock;
-    struct part_file *file;
+    struct capsa_sqfile file; /* [part_off, part_off + size) of fd, for libsquashfs */
     sqfs_compressor_t *cmp;
     sqfs_data_reader_t *data;
     sqfs_inode_generic_t *inode;
@@ -110,83 +106,19 @@ struct capsa_gocryptfs_volume {
 
 /* ---- The outer squashfs, through libsquashfs ----------------------------------- */
 
+/* The partition's bytes, for the file object libsquashfs reads through. */
 static int
-pf_read_at (sqfs_file_t *base, sqfs_u64 offset, void *buffer, size_t size)
+part_read (void *ctx, void *buf, size_t len, uint64_t off)
 {
-    struct part_file *f = (struct part_file *) base;
+    const struct capsa_gocryptfs_volume *v = ctx;
 
-    if (offset > f->size || size > f->size - offset)
-        return SQFS_ERROR_OUT_OF_BOUNDS;
-    if (size > 0 && pread_all (f->fd, buffer, size, (off_t) (f->off + offset)) < 0)
-        return SQFS_ERROR_IO;
-    return 0;
-}
-
-static int
-pf_write_at (sqfs_file_t *base, sqfs_u64 offset, const void *buffer, size_t size)
-{
-    (void) base, (void) offset, (void) buffer, (void) size;
-    return SQFS_ERROR_IO;
-}
-
-static sqfs_u64
-pf_get_size (const sqfs_file_t *base)
-{
-    return ((const struct part_file *) base)->size;
-}
-
-static int
-pf_truncate (sqfs_file_t *base, sqfs_u64 size)
-{
-    (void) base, (void) size;
-    return SQFS_ERROR_IO;
-}
-
-static void
-pf_destroy (sqfs_object_t *obj)
-{
-    free (obj);
-}
-
-static struct part_file *
-part_file_new (int fd, uint64_t off, uint64_t size)
-{
-    struct part_file *f = xcalloc (1, sizeof (*f));
-
-    f->base.base.destroy = pf_destroy;
-    f->base.read_at = pf_read_at;
-    f->base.write_at = pf_write_at;
-    f->base.get_size = pf_get_size;
-    f->base.truncate = pf_truncate;
-    f->fd = fd;
-    f->off = off;
-    f->size = size;
-    return f;
+    return pread_all (v->fd, buf, len, (off_t) (v->part_off + off)) < 0 ? -errno : 0;
 }
 
 static const char *
 sqfs_strerror (int e)
 {
-    switch (e) {
-    case SQFS_ERROR_ALLOC:
-        return "out of memory";
-    case SQFS_ERROR_IO:
-        return "I/O error";
-    case SQFS_ERROR_COMPRESSOR:
-        return "decompression failed";
-    case SQFS_ERROR_CORRUPTED:
-        return "corrupted";
-    case SQFS_ERROR_UNSUPPORTED:
-        return "unsupported feature";
-    case SQFS_ERROR_OVERFLOW:
-        return "numeric overflow";
-    case SQFS_ERROR_OUT_OF_BOUNDS:
-        return "a location outside the partition";
-    case SQFS_ERROR_SUPER_BLOCK_SIZE:
-        return "invalid block size";
-    default:
-        return "invalid";
-    }
+    return capsa_sqfs_strerror (e, "a location outside the partition");
 }
 
 /* ---- gocryptfs.conf --------------------------------------------------------------- */
@@ -599,7 +531,7 @@ open_outer (struct capsa_gocryptfs_volume *v, uint64_t size, char **conf, sqfs_s
     sqfs_u64 conf_size = 0;
     int r, ret = -1, files = 0;
 
-    if ((r = sqfs_super_read (super, &v->file->base)) != 0)
+    if ((r = sqfs_super_read (super, &v->file.base)) != 0)
         return capsa_error_code (err, EBADMSG, "the gocryptfs partition is not a valid squashfs (%s)",
                                  sqfs_strerror (r));
     if (super->bytes_used > size)
@@ -615,10 +547,10 @@ open_outer (struct capsa_gocryptfs_volume *v, uint64_t size, char **conf, sqfs_s
         || sqfs_compressor_create (&cfg, &v->cmp) != 0)
         return capsa_error_code (err, ENOTSUP, "the gocryptfs partition's squashfs uses a compressor (%u) this "
                                  "libsquashfs cannot read", (unsigned) super->compression_id);
-    if ((super->flags & SQFS_FLAG_COMPRESSOR_OPTIONS) && (r = v->cmp->read_options (v->cmp, &v->file->base)) < 0)
+    if ((super->flags & SQFS_FLAG_COMPRESSOR_OPTIONS) && (r = v->cmp->read_options (v->cmp, &v->file.base)) < 0)
         return capsa_error_code (err, EBADMSG, "the gocryptfs partition's squashfs has invalid compressor options (%s)",
                                  sqfs_strerror (r));
-    if ((dr = sqfs_dir_reader_create (super, v->cmp, &v->file->base, 0)) == NULL)
+    if ((dr = sqfs_dir_reader_create (super, v->cmp, &v->file.base, 0)) == NULL)
         return capsa_error_code (err, ENOMEM, "cannot read the gocryptfs partition's directory");
     if ((r = sqfs_dir_reader_get_root_inode (dr, &root)) != 0 || (r = sqfs_dir_reader_open_dir (dr, root, 0)) != 0) {
         capsa_error_code (err, EBADMSG, "cannot read the gocryptfs partition's root directory (%s)", sqfs_strerror (r));
@@ -663,7 +595,7 @@ open_outer (struct capsa_gocryptfs_volume *v, uint64_t size, char **conf, sqfs_s
                                                                                           : "gocryptfs.conf");
         goto out;
     }
-    if ((v->data = sqfs_data_reader_create (&v->file->base, super->block_size, v->cmp, 0)) == NULL) {
+    if ((v->data = sqfs_data_reader_create (&v->file.base, super->block_size, v->cmp, 0)) == NULL) {
         capsa_error_code (err, ENOMEM, "cannot read the gocryptfs partition's data");
         goto out;
     }
@@ -706,8 +638,6 @@ capsa_gocryptfs_close (struct capsa_gocryptfs_volume *v)
         sqfs_destroy (v->data);
     if (v->cmp)
         sqfs_destroy (v->cmp);
-    if (v->file)
-        sqfs_destroy (&v->file->base);
     pthread_mutex_destroy (&v->lock);
     explicit_bzero (v, sizeof (*v));
     free (v);
@@ -738,7 +668,7 @@ capsa_gocryptfs_open (int fd, uint64_t off, uint64_t size, const void *secret, s
     pthread_mutex_init (&v->lock, NULL);
     v->fd = fd;
     v->part_off = off;
-    v->file = part_file_new (fd, off, size);
+    capsa_sqfile_init (&v->file, part_read, v, size);
     v->master_key = capsa_secure_alloc (GC_KEY_LEN, NULL);
     v->gcm_key = capsa_secure_alloc (GC_KEY_LEN, NULL);
     if (open_outer (v, size, &conf_text, &super, err) < 0 || plan_blocks (v, &super, size, err) < 0)

@@ -23,21 +23,14 @@
 
 #include "imagefuse/objcache.h"
 #include "lib/utils.h"
+#include "squashfs/sqfile.h"
 
 #define NO_INDEX 0xFFFFFFFFu
 #define BLOCK_SIZE_MASK 0x00FFFFFFu /* of a block size word; bit 24: stored uncompressed */
 #define BLOCK_UNCOMPRESSED 0x01000000u
 
-/* libsquashfs reads through this file object: [0, size) of the source. */
-struct src_file {
-    sqfs_file_t base;
-    sqi_read_fn read;
-    void *ctx;
-    uint64_t size;
-};
-
 struct sqi_image {
-    struct src_file file;
+    struct capsa_sqfile file; /* libsquashfs reads through it: [0, size) of the source */
     sqfs_super_t super;
     sqfs_compressor_config_t cmpcfg;
     sqfs_compressor_t *cmp; /* the prototype each thread copies */
@@ -88,72 +81,12 @@ struct tls {
     sqfs_meta_reader_t *inodes, *dirs;
 };
 
-/* ---- The source as a libsquashfs file ------------------------------------------ */
-
-static int
-src_read_at (sqfs_file_t *base, sqfs_u64 offset, void *buffer, size_t size)
-{
-    struct src_file *f = (struct src_file *) base;
-    if (offset > f->size || size > f->size - offset)
-        return SQFS_ERROR_OUT_OF_BOUNDS;
-    if (size == 0)
-        return 0;
-    return f->read (f->ctx, buffer, size, offset) < 0 ? SQFS_ERROR_IO : 0;
-}
-
-static int
-src_write_at (sqfs_file_t *base, sqfs_u64 offset, const void *buffer, size_t size)
-{
-    (void) base, (void) offset, (void) buffer, (void) size;
-    return SQFS_ERROR_IO;
-}
-
-static sqfs_u64
-src_get_size (const sqfs_file_t *base)
-{
-    return ((const struct src_file *) base)->size;
-}
-
-static int
-src_truncate (sqfs_file_t *base, sqfs_u64 size)
-{
-    (void) base, (void) size;
-    return SQFS_ERROR_IO;
-}
-
-static void
-src_destroy (sqfs_object_t *obj)
-{
-    (void) obj; /* embedded in the image */
-}
+/* ---- libsquashfs errors ---------------------------------------------------------- */
 
 static const char *
 sqfs_error_name (int e)
 {
-    switch (e) {
-    case SQFS_ERROR_ALLOC:
-        return "out of memory";
-    case SQFS_ERROR_IO:
-        return "I/O error";
-    case SQFS_ERROR_COMPRESSOR:
-        return "decompression failed";
-    case SQFS_ERROR_CORRUPTED:
-        return "corrupted";
-    case SQFS_ERROR_UNSUPPORTED:
-        return "unsupported feature";
-    case SQFS_ERROR_OVERFLOW:
-        return "numeric overflow";
-    case SQFS_ERROR_OUT_OF_BOUNDS:
-        return "a location outside the image";
-    case SFQS_ERROR_SUPER_MAGIC: /* (sic: libsquashfs 1.2) */
-        return "not a squashfs";
-    case SFQS_ERROR_SUPER_VERSION:
-        return "unsupported squashfs version";
-    case SQFS_ERROR_SUPER_BLOCK_SIZE:
-        return "invalid block size";
-    default:
-        return "invalid";
-    }
+    return capsa_sqfs_strerror (e, "a location outside the image");
 }
 
 /* ---- Per-thread readers --------------------------------------------------------- */
@@ -726,12 +659,12 @@ block_load (void *ctx, uint64_t pos, uint64_t word, struct oc_slot *slot, void *
     if (b == NULL)
         return -ENOMEM;
     if (word & BLOCK_UNCOMPRESSED) {
-        r = src_read_at (&img->file.base, pos, b->data, size);
+        r = capsa_sqfile_read (&img->file, pos, b->data, size);
         b->len = size;
     } else {
         struct tls *t = tls_get (img);
         uint8_t *raw = t ? malloc (size) : NULL;
-        r = raw == NULL ? SQFS_ERROR_ALLOC : src_read_at (&img->file.base, pos, raw, size);
+        r = raw == NULL ? SQFS_ERROR_ALLOC : capsa_sqfile_read (&img->file, pos, raw, size);
         if (r == 0) {
             sqfs_s32 n = t->cmp->do_block (t->cmp, raw, size, b->data, bs);
             if (n < 0)
@@ -1045,14 +978,7 @@ sqi_open (sqi_read_fn read, void *ctx, uint64_t size, const struct sqi_limits *l
     sqfs_super_t *sb = &img->super;
     int r;
 
-    img->file.base.base.destroy = src_destroy;
-    img->file.base.read_at = src_read_at;
-    img->file.base.write_at = src_write_at;
-    img->file.base.get_size = src_get_size;
-    img->file.base.truncate = src_truncate;
-    img->file.read = read;
-    img->file.ctx = ctx;
-    img->file.size = size;
+    capsa_sqfile_init (&img->file, read, ctx, size);
     pthread_mutex_init (&img->xattr_lock, NULL);
 
     if ((r = sqfs_super_read (sb, &img->file.base)) != 0) {
@@ -1104,7 +1030,7 @@ sqi_open (sqi_read_fn read, void *ctx, uint64_t size, const struct sqi_limits *l
         uint8_t head[16];
         uint32_t nids;
         if (sb->xattr_id_table_start >= sb->bytes_used
-            || src_read_at (&img->file.base, sb->xattr_id_table_start, head, sizeof (head)) != 0) {
+            || capsa_sqfile_read (&img->file, sb->xattr_id_table_start, head, sizeof (head)) != 0) {
             capsa_error_code (err, EBADMSG, "invalid extended attribute table");
             goto fail;
         }

@@ -36,7 +36,9 @@
 #include "lib/error.h"
 
 /* Read len bytes at off of the squashfs into buf: 0, or a negative errno
- * (a short read is an error).  Called from many threads at once. */
+ * (a short read is an error).  Called from many threads at once.  The
+ * same type as capsa_sqfile_read_fn (src/squashfs/sqfile.h), the file
+ * object libsquashfs reads the image through. */
 typedef int (*sqi_read_fn) (void *ctx, void *buf, size_t len, uint64_t off);
 
 struct sqi_limits {

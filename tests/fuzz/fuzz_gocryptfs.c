@@ -12,7 +12,7 @@
  * fuzzed too.
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/crypt/gocryptfs.c src/crypt/secmem.c src/crypt/xts.c
+// fuzz-sources: src/crypt/gocryptfs.c src/crypt/secmem.c src/crypt/xts.c src/squashfs/sqfile.c
 // fuzz-libs: -lsquashfs -ljson-c -lcrypto -lpthread
 #include <stdint.h>
 #include <stdlib.h>

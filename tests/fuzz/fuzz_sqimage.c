@@ -13,7 +13,7 @@
  * fragments, sparse files, symlinks, hard links, devices, xattrs).
  *
  * Build metadata for tests/fuzz/build.sh follows. */
-// fuzz-sources: src/imagefuse/sqimage.c src/imagefuse/objcache.c
+// fuzz-sources: src/imagefuse/sqimage.c src/imagefuse/objcache.c src/squashfs/sqfile.c
 // fuzz-libs: -lsquashfs -lpthread
 #include <errno.h>
 #include <stdint.h>
