@@ -530,7 +530,22 @@ mount_layer (struct capsa_container *c, int sock, int layersfd, size_t i, capsa_
     cleanup_close int root = openat (layersfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (root < 0)
         return capsa_error_make (err, errno, "overlay %s", l->path);
-    return open_upper_work (l, root, err);
+    if (open_upper_work (l, root, err) < 0)
+        return -1;
+    /* Without --fakeroot fuse-overlayfs runs as the user, the only id
+     * mapped: a writable image whose directories belong to someone else
+     * (made by root's 'overlay create') would fail there with a message
+     * about its work directory.  Say why here.  (Under --fakeroot, root
+     * of the namespace may write to any mapped owner's.) */
+    if (l->fuse && !l->ro && !c->fakeroot && faccessat (l->workfd, "", W_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) < 0 && errno == EACCES) {
+        struct stat st;
+        uid_t owner = fstat (l->workfd, &st) == 0 ? st.st_uid : (uid_t) -1;
+        return capsa_error_make (err, 0,
+                                 "overlay %s: its upper and work directories are not writable by this user (owner "
+                                 "uid %d in the user namespace): use an overlay made by this user, or --fakeroot",
+                                 l->path, (int) owner);
+    }
+    return 0;
 }
 
 /* The layers for overlayfs's lowerdir=, topmost first: [capsa's mount

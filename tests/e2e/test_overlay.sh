@@ -169,6 +169,16 @@ for mode in userns fakeroot; do
     expect_eq "overlay IMG ($mode): a clean file system afterwards (e2fsck -fn)" "0" "$(e2fsck -fn "$U/$mode.img" > /dev/null 2>&1; echo $?)"
     expect_match "overlay IMG ($mode): the file is in the image (debugfs)" "^$mode$" "$(debugfs -R "cat /upper/$d/e" "$U/$mode.img" 2>/dev/null)"
 done
+# An overlay made by root (upper/ and work/ root's) given to a user: not
+# writable without --fakeroot, said before fuse-overlayfs starts.
+cp "$WORK/r.img" "$U/root-made.img" && chown "$TUSER" "$U/root-made.img"
+run_user "$CAPSA exec --userns --overlay $U/root-made.img $SQ true"
+expect_match "overlay IMG made by root, --userns: refused with the reason" \
+    "^255:FATAL: +overlay $U/root-made.img: its upper and work directories are not writable by this user \(owner uid 65534 in the user namespace\): use an overlay made by this user, or --fakeroot$" \
+    "$RC:$OUT"
+run_user "$CAPSA exec --fakeroot --overlay $U/root-made.img $SQ cat /opt/e"
+expect_eq "overlay IMG made by root, --fakeroot: works (root of the namespace)" "0:ext3" "$RC:$OUT"
+rm -f "$U/root-made.img"
 expect_eq "no FUSE server left after the runs" "" "$(fuse_procs)"
 # Setuid users: only where the administrator lets the kernel parse ext3.
 run_user "$CAPSA exec --overlay $U/u.img $SQ true"
