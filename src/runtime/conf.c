@@ -140,7 +140,7 @@ allowed_values (enum kind k)
     case K_LONG:
         return "an integer from 0 to 4096";
     case K_BINDPATH:
-        return "an absolute path, optionally followed by :DESTINATION";
+        return "an absolute path, optionally followed by :DESTINATION and then :ro or :rw";
     case K_NAMES:
         return "a comma-separated list of names";
     case K_PATHS:
@@ -274,15 +274,18 @@ set_value (struct capsa_conf *c, const struct directive *d, const char *value)
         *(char **) field = xstrdup (value);
         return 0;
     case K_BINDPATH: {
-        /* SRC[:DST][,SRC[:DST]...] (Apptainer splits every value on
-         * commas), both absolute, no ".." component. */
+        /* SRC[:DST[:ro|:rw]][,...] (Apptainer splits every value on
+         * commas and ignores a third field; capsa honours ro), both paths
+         * absolute, no ".." component. */
         cleanup_free char *copy = xstrdup (value);
         char *save = NULL;
         struct strv items = { 0 };
         for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
             item = trim (item);
             const char *colon = strchr (item, ':');
-            bool bad = item[0] != '/' || (colon && colon[1] != '/') || (colon && strchr (colon + 1, ':'));
+            const char *opts = colon ? strchr (colon + 1, ':') : NULL;
+            bool bad = item[0] != '/' || (colon && colon[1] != '/')
+                       || (opts && strcmp (opts, ":ro") != 0 && strcmp (opts, ":rw") != 0);
             for (const char *p = item; !bad && (p = strstr (p, "..")) != NULL; p += 2)
                 if ((p[-1] == '/') && (p[2] == '\0' || p[2] == '/' || p[2] == ':'))
                     bad = true;

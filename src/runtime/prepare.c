@@ -193,8 +193,14 @@ add_host_path (struct capsa_container *c, const char *src, const char *dst, bool
         return capsa_error_make (err, errno, "%s %s", what, src);
     }
     if (fstat (fd, &st) < 0) {
+        int e = errno;
         close (fd);
-        return capsa_error_make (err, errno, "%s %s", what, src);
+        /* (Another user's FUSE mount opens, but stat is refused.) */
+        if (optional) {
+            debugf ("skipping %s %s: %s", what, src, strerror (e));
+            return 0;
+        }
+        return capsa_error_make (err, e, "%s %s", what, src);
     }
     if (!S_ISDIR (st.st_mode) && !S_ISREG (st.st_mode) && !S_ISCHR (st.st_mode) && !S_ISBLK (st.st_mode)
         && !S_ISSOCK (st.st_mode) && !S_ISFIFO (st.st_mode)) {
@@ -297,17 +303,26 @@ capsa_container_prepare (struct capsa_container *c, capsa_error_t *err)
     } else {
         for (size_t i = 0; i < c->conf->bind_paths.n; i++) {
             cleanup_free char *src = xstrdup (c->conf->bind_paths.v[i]);
+            /* SRC[:DST[:OPTS]]: Apptainer reads the first two fields and
+             * ignores the rest; capsa also honours an 'ro' there (what an
+             * administrator who wrote it meant). */
             char *colon = strchr (src, ':');
             const char *dst = src;
+            bool ro = false;
             if (colon) {
                 *colon = '\0';
                 dst = colon + 1;
+                char *opts = strchr (colon + 1, ':');
+                if (opts) {
+                    *opts++ = '\0';
+                    ro = strcmp (opts, "ro") == 0;
+                }
             }
             if (o->skip_all_bind_paths || strv_contains (&o->skip_bind_paths, dst)) {
                 debugf ("bind path %s left out (--no-mount)", dst);
                 continue;
             }
-            if (add_host_path (c, src, dst, false, false, "bind path", err) < 0)
+            if (add_host_path (c, src, dst, ro, false, "bind path", err) < 0)
                 return -1;
         }
     }

@@ -112,6 +112,10 @@ wrote" "$OUT"
     r --contain "$IMG_DIR" sh -c 'test -e /bp/f || echo not-bound; cat /etc/hosts'
     expect_eq "$mode: --contain: bind path entries left out, the host's /etc/hosts kept" "not-bound
 $(cat /etc/hosts)" "$OUT"
+    conf "bind path = $WORK/bp:/bp:ro"
+    r "$IMG_DIR" sh -c "cat /bp/f; touch /bp/x 2>&1"
+    expect_match "$mode: bind path SRC:DST:ro: bound at DST, read-only" "^bound
+.*Read-only file system" "$OUT"
     conf "bind path = $WORK/no-such-dir:/bp"
     r "$IMG_DIR" true
     expect_eq "$mode: a missing bind path is an error" "255:FATAL:   bind path $WORK/no-such-dir: No such file or directory" "$RC:$OUT"
@@ -209,6 +213,22 @@ OUT=$(hostfs_run "runuser -u $U -- $CAPSA exec $IMG_DIR cat /srv/marker")
 expect_eq "setuid: mount hostfs = yes" "on-srv" "$OUT"
 OUT=$(hostfs_run "runuser -u $U -- $CAPSA exec --userns $IMG_DIR cat /srv/marker")
 expect_eq "userns: mount hostfs = yes" "on-srv" "$OUT"
+# A FUSE mount there that the user may not use (root's or another user's,
+# without allow_other: open works, stat is refused) is left out, as
+# Apptainer skips what it cannot stat; it stopped everyone's containers.
+mkdir -p "$WORK/hfs" && echo x > "$WORK/hfs/f" && mksquashfs "$WORK/hfs" "$WORK/hfs.sqfs" -quiet -noappend > /dev/null
+hostfs_fuse () {
+    unshare -m sh -c "mount -t tmpfs -o mode=0755 none /srv && echo on-srv > /srv/marker && chmod 0644 /srv/marker \
+        && { squashfuse_ll -f $WORK/hfs.sqfs /mnt & p=\$!; for i in \$(seq 50); do mountpoint -q /mnt && break; sleep 0.1; done; \
+        $1; kill \$p; wait \$p; }" 2>&1
+}
+OUT=$(hostfs_fuse "runuser -u $U -- $CAPSA exec $IMG_DIR cat /srv/marker")
+expect_eq "setuid: mount hostfs = yes: a FUSE mount of root's without allow_other is left out" "on-srv" "$OUT"
+OUT=$(hostfs_fuse "runuser -u $U -- $CAPSA exec --userns $IMG_DIR cat /srv/marker")
+expect_eq "userns: mount hostfs = yes: the same" "on-srv" "$OUT"
+OUT=$(hostfs_fuse "$CAPSA exec $IMG_DIR cat /mnt/f")
+expect_eq "root: mount hostfs = yes: root's own FUSE mount is bound" "x" "$OUT"
+expect_eq "no squashfuse_ll left" "" "$(pgrep -f "squashfuse_ll -f $WORK/hfs.sqfs")"
 OUT=$(hostfs_run "runuser -u $U -- $CAPSA exec --no-mount hostfs $IMG_DIR cat /srv/marker")
 expect_match "setuid: --no-mount hostfs" "can't open '/srv/marker'" "$OUT"
 conf "mount hostfs = no"

@@ -274,11 +274,13 @@ test_bind_path (void)
     cleanup_free char *m2 = parse_msg (&c, "bind path = /a\nbind path = opt\n");
     CHECK_STR (m2,
                "capsa.conf:2: 'opt' is not a valid value for 'bind path' (allowed: an absolute path, optionally "
-               "followed by :DESTINATION)",
+               "followed by :DESTINATION and then :ro or :rw)",
                "relative bind path refused with the exact message");
     capsa_conf_free (&c);
 
     CHECK (!parses ("bind path = ./opt"), "bind path './opt' refused");
+    CHECK (parses ("bind path = /a:/b:ro") && parses ("bind path = /a:/b:rw"), "bind path SRC:DST:ro and :rw parse");
+    CHECK (!parses ("bind path = /a:/b:nosuid"), "bind path with a third field other than ro/rw refused");
     CHECK (!parses ("bind path = /opt/../etc"), "bind path with '/../' refused");
     cleanup_free char *m3 = parse_msg (&c, "bind path =\n");
     CHECK (m3 == NULL && c.bind_paths.n == 0, "an empty bind path is ignored (as Apptainer)");
