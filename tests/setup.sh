@@ -25,7 +25,7 @@ cc -shared -fPIC -o "$HELPERS/evil.so" "$TOP/tests/helpers/evil.c" || return 1
 # sysprobe also runs inside the busybox images: static.
 cc -static -O1 -Wall -Wextra -Werror -o "$HELPERS/sysprobe" "$TOP/tests/helpers/sysprobe.c" || return 1
 cc -static -O1 -Wall -Wextra -Werror -o "$HELPERS/securebits" "$TOP/tests/helpers/securebits.c" || return 1
-for h in nosys swap memfd catchptrace; do
+for h in nosys swap memfd catchptrace swapin; do
     cc -O1 -Wall -Wextra -Werror -o "$HELPERS/$h" "$TOP/tests/helpers/$h.c" || return 1
 done
 # A user's image server that lies (test_imageserver_attack.sh): libfuse3's low-level API.

@@ -121,7 +121,13 @@ make_fs (const char *tmpfile, int fd, long mib, bool sparse, const char *layout,
             if (pwrite_all (fd, zeros, sizeof (zeros), off) < 0)
                 return capsa_error_make (err, errno, "cannot write %s", tmpfile);
     }
-    const char *argv[] = { mkfs, "-q", "-F", "-d", layout, tmpfile, NULL };
+    /* mkfs writes through this descriptor, not the name: the directory
+     * may be writable by someone else, who could put a symlink there.
+     * (Under --fakeroot mkfs runs in a user namespace, where it cannot
+     * open another process's descriptors: the caller's own file, by name.) */
+    char target[64];
+    snprintf (target, sizeof (target), "/proc/%d/fd/%d", (int) getpid (), fd);
+    const char *argv[] = { mkfs, "-q", "-F", "-d", layout, fakeroot ? tmpfile : target, NULL };
     struct build_tail tail = { 0 };
     struct build_proc p = {
         .argv = argv,
@@ -249,7 +255,18 @@ overlay_create (const char *image, long mib, bool sparse, bool fakeroot, const s
         verbosef ("overlay partition of %ld MiB added to %s (object %u)", mib, image, id);
         unlink (tmpfile);
     } else {
-        if (fsync (fd) < 0 || rename (tmpfile, image) < 0) {
+        /* The name must still be the file made (else someone replaced
+         * it: nothing of theirs is renamed into place knowingly). */
+        struct stat a, b;
+        if (fsync (fd) < 0 || fstat (fd, &a) < 0) {
+            capsa_error_make (err, errno, "cannot create %s", image);
+            goto out_tmp;
+        }
+        if (lstat (tmpfile, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+            capsa_error_make (err, 0, "cannot create %s: %s was replaced meanwhile", image, tmpfile);
+            goto out_tmp;
+        }
+        if (rename (tmpfile, image) < 0) {
             capsa_error_make (err, errno, "cannot create %s", image);
             goto out_tmp;
         }

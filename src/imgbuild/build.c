@@ -152,6 +152,39 @@ bld_synth_def (struct bld *b, const char *source, capsa_error_t *err)
 
 /* ---- the private directory ------------------------------------------------------------ */
 
+/* Is DIR (absolute, resolved) or a directory above it writable by someone
+ * other than root, such that they could rename what it holds (a sticky
+ * directory protects root's entries)?  Then *WHERE is that directory. */
+static bool
+bld_path_not_root_only (const char *dir, char **where, struct stat *found)
+{
+    cleanup_free char *p = xstrdup (dir);
+    size_t n = strlen (p);
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && p[i] != '/')
+            continue;
+        char saved = p[i];
+        p[i] = '\0';
+        struct stat st = { 0 };
+        const char *d = p[0] == '\0' ? "/" : p;
+        bool bad = lstat (d, &st) < 0 || !S_ISDIR (st.st_mode) || st.st_uid != 0
+                   || ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX));
+        if (bad) {
+            *where = xstrdup (d);
+            *found = st;
+            return true;
+        }
+        p[i] = saved;
+    }
+    struct stat st;
+    if (lstat ("/", &st) == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+        *where = xstrdup ("/");
+        *found = st;
+        return true;
+    }
+    return false;
+}
+
 static int
 bld_workdir (struct bld *b, capsa_error_t *err)
 {
@@ -161,6 +194,23 @@ bld_workdir (struct bld *b, capsa_error_t *err)
     /* Absolute: helpers run in other directories. */
     if (realpath (dirname (dcopy), dir) == NULL)
         return capsa_error_make (err, errno, "cannot create %s: its directory", b->out);
+    /* Root works in the private directory by path (%post's root, the
+     * squashfs): no one else may be able to rename it or a directory
+     * above it, or root would run their tree. */
+    if (b->root) {
+        cleanup_free char *unsafe = NULL;
+        struct stat ust = { 0 };
+        if (bld_path_not_root_only (dir, &unsafe, &ust)) {
+            cleanup_free char *who = ust.st_uid != 0 ? xasprintf ("uid %u, its owner", (unsigned) ust.st_uid)
+                                                     : xasprintf ("users other than root (mode %04o)",
+                                                                  (unsigned) (ust.st_mode & 07777));
+            return capsa_error_make (err, 0,
+                                     "refusing to build as root into %s: %s can be written by %s, who could swap "
+                                     "the build's private directory there; build into a directory only root can "
+                                     "write, then move the image",
+                                     dir, unsafe, who);
+        }
+    }
     char *tmpl = xasprintf ("%s/.capsa-build-%s.XXXXXX", dir, basename (bcopy));
 
     if (mkdtemp (tmpl) == NULL) {

@@ -37,6 +37,7 @@ A11=/tmp/capsa-att-$T-11             # ... and for the second review's
 S11=/dev/shm/capsa-att-$T-11
 D11=/dev/capsa-att-$T-target         # a root directory on the host's devtmpfs
 L12=/dev/capsa-att-$T-link           # an administrator's symlink in the host's /dev
+V13=/root/capsa-att-$T-victim        # a root-only file
 BGPIDS=()   # processes this file started and has not ended yet
 
 cleanup () {
@@ -46,7 +47,7 @@ cleanup () {
     done
     cp "$WORK/conf.orig" "$CONF"
     mountpoint -q "$A10/src/m" 2> /dev/null && { umount "$A10/src/m"; umount "$A10/src/m"; } 2> /dev/null
-    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" "$A11" "$S11" "$D11" "$L12" \
+    rm -rf "$UD" "$RD" "$X" "$ETCP"-* "$RPUB" "$VTMP" "$UTMP" "$SH" "$VPRIV" "$RACE" "$EVIL" "$VCLOSED" "$A10" "$A11" "$S11" "$D11" "$L12" "$V13" \
         "$VHOME/planted-$T"-* "/tmp/capsa-att-$T-probe"-* "/tmp/capsa-att-$T-hostmark"
 }
 trap cleanup EXIT
@@ -617,5 +618,27 @@ for mode in setuid userns; do
     expect_eq "(12) -B /dev/LINK to PREFIX/libexec/capsa: the link is bound, the stage is not [$mode]" "end" "$OUT"
 done
 rm -f "$L12"
+
+# --- (13) found by the fifth review: root's commands writing into a user's directory --
+# overlay create makes the file system in a temporary file beside IMAGE: a
+# user who can write there swaps its name for a symlink to a root-only
+# file as soon as it appears; mkfs writes through the descriptor, and the
+# swapped name is not renamed into place.
+install -d -o "$U" -m 0755 "$UD/ov13"
+printf 'SECRET' > "$V13" && chmod 0600 "$V13"
+runuser -u "$U" -- "$HELPERS/swapin" "$UD/ov13" .capsa-overlay- "$V13" 2> /dev/null &
+sw=$!; BGPIDS+=("$sw"); sleep 0.3
+run "$CAPSA" overlay create "$UD/ov13/ov.img"
+wait "$sw" 2> /dev/null
+expect_eq "(13) root's overlay create in a user's directory, name swapped: the root-only file is untouched" \
+    "SECRET $(stat -c %s "$V13")" "$(cat "$V13") 6"
+if ls "$UD/ov13"/*.moved > /dev/null 2>&1; then   # the swap won the race
+    expect_match "(13) ... and capsa says the name was replaced (255)" "^255:FATAL: .*was replaced meanwhile" "$RC:$OUT"
+fi
+# build works in a private directory beside OUT, by path: as root, into a
+# directory another user can write (or below one), it refuses.
+run "$CAPSA" build "$UD/ov13/x.sif" "$IMG_DIR"
+refused "(13) root's build into a directory a user can write: refused" "refusing to build as root into"
+expect_eq "(13) ... and nothing of the build is left there" "" "$(ls -A "$UD/ov13" | grep -E 'capsa-build|x.sif')"
 
 no_leftover_mounts "no capsa mount left after the attacks"
