@@ -54,6 +54,27 @@ parse_u32 (const char *s, size_t n, uint32_t *out)
     return true;
 }
 
+/* A range's start or count as shadow reads it (getulong: strtoull with
+ * base 0, so "0x10000" and "0200000" count, as newuidmap takes them),
+ * within 32 bits: another user's range written in hex must still be seen
+ * as taken. */
+static bool
+parse_range_u32 (const char *s, size_t n, uint32_t *out)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof (buf))
+        return false;
+    memcpy (buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull (buf, &end, 0);
+    if (*end != '\0' || errno == ERANGE || v > UINT32_MAX || buf[strspn (buf, " \t")] == '-')
+        return false;
+    *out = (uint32_t) v;
+    return true;
+}
+
 static void
 parse_line (const char *l, size_t len, const char *name, uid_t uid, struct subid_line *out)
 {
@@ -75,8 +96,8 @@ parse_line (const char *l, size_t len, const char *name, uid_t uid, struct subid
         owner++;
         olen--;
     }
-    if (!parse_u32 (c1 + 1, (size_t) (c2 - c1 - 1), &out->start) || !parse_u32 (c2 + 1, (size_t) (c3 - c2 - 1), &out->count)
-        || out->count == 0)
+    if (!parse_range_u32 (c1 + 1, (size_t) (c2 - c1 - 1), &out->start)
+        || !parse_range_u32 (c2 + 1, (size_t) (c3 - c2 - 1), &out->count) || out->count == 0)
         return;
     out->valid = true;
     uint32_t num;
@@ -358,11 +379,14 @@ capsa_subid_edit (const char *text, const char *file, enum capsa_subid_op op, co
         cleanup_free char *copy = xmalloc (l->len + 1);
         memcpy (copy, l->text, l->len);
         copy[l->len] = '\0';
-        if (l == e && op == SUBID_REMOVE) {
+        /* Removing or disabling applies to every entry shadow would give
+         * the user (by name or uid), not only the one chosen for use. */
+        bool every = l->valid && l->mine;
+        if (every && op == SUBID_REMOVE) {
             *changed = true;
             continue;
         }
-        if (l == e && op == SUBID_DISABLE && !l->disabled) {
+        if (every && op == SUBID_DISABLE && !l->disabled) {
             str_append (&res, &rlen, "!");
             *changed = true;
         }

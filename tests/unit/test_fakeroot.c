@@ -139,6 +139,20 @@ test_edit (void)
     CHECK_STR (r4, "error:no mapping entry for zed in /etc/subuid", "disable without an entry: exact message");
     cleanup_free char *r5 = edit ("1001:100000:65536", SUBID_REMOVE, "alice", 1001, &ch);
     CHECK_STR (r5, "", "remove: an entry by uid, the only line");
+
+    /* Every entry of the user, by name and by uid (shadow uses any). */
+    const char *two = "alice:100000:65536\n1001:4294836224:65536\nbob:165536:65536\n";
+    cleanup_free char *d3 = edit (two, SUBID_DISABLE, "alice", 1001, &ch);
+    CHECK_STR (d3, "!alice:100000:65536\n!1001:4294836224:65536\nbob:165536:65536\n",
+               "disable: every entry of the user, by name and by uid");
+    cleanup_free char *r6 = edit (two, SUBID_REMOVE, "alice", 1001, &ch);
+    CHECK_STR (r6, "bob:165536:65536\n", "remove: every entry of the user");
+    /* Numbers as shadow reads them (base 0): a range in hex is taken. */
+    cleanup_free char *a8 = edit ("bob:0xfffe0000:65536\n", SUBID_ADD, "carol", 1003, &ch);
+    CHECK_STR (a8, "bob:0xfffe0000:65536\n1003:4294770688:65536\n",
+               "add: another user's range written in hex (0xfffe0000) is not handed out again");
+    cleanup_free char *a9 = edit ("bob:037777400000:65536\n", SUBID_ADD, "carol", 1003, &ch);
+    CHECK_STR (a9, "bob:037777400000:65536\n1003:4294770688:65536\n", "add: ... nor one in octal");
 }
 
 /* mkfs.ext3/ext2/ext4 (e2fsprogs) make the images the probe judges. */
